@@ -1,0 +1,177 @@
+"""mm-private definitions shared by fragsim's compiled allocator and its Python views.
+Models mm/internal.h (ALLOC_* flags) and the layout of the simulated kernel's state (Linux 6.1).
+
+The simulated kernel keeps all state of one machine in a ``State`` named tuple of NumPy arrays, so
+that the compiled code (numba) can take it as one argument. Scalars of a zone, a per-CPU pageset
+and the machine live in small int64 arrays indexed by the ``ZF_*``, ``PCP_*`` and ``P_*``
+constants below: the compiled code cannot hold Python objects.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+# --- mm/internal.h, Linux 6.1.192: alloc_flags -------------------------------------------------
+ALLOC_WMARK_MIN = 0
+ALLOC_WMARK_LOW = 1
+ALLOC_WMARK_HIGH = 2
+ALLOC_NO_WATERMARKS = 0x04
+ALLOC_WMARK_MASK = ALLOC_NO_WATERMARKS - 1
+ALLOC_OOM = 0x08
+ALLOC_NON_BLOCK = 0x10
+ALLOC_MIN_RESERVE = 0x20
+ALLOC_CPUSET = 0x40
+ALLOC_CMA = 0x80
+ALLOC_NOFRAGMENT = 0x100  # 0 without CONFIG_ZONE_DMA32: see P_ZONE_DMA32
+ALLOC_HIGHATOMIC = 0x200
+ALLOC_KSWAPD = 0x800
+ALLOC_RESERVES = ALLOC_NON_BLOCK | ALLOC_MIN_RESERVE | ALLOC_HIGHATOMIC | ALLOC_OOM
+
+# fpi_t (mm/page_alloc.c)
+FPI_NONE = 0
+FPI_TO_TAIL = 1 << 1
+
+# zone->flags bits (include/linux/mmzone.h)
+ZONE_BOOSTED_WATERMARK = 1 << 0
+ZONE_RECLAIM_ACTIVE = 1 << 1
+
+# --- zone scalars: State.zs[zone, ZF_*] --------------------------------------------------------
+ZF_START = 0  # zone_start_pfn
+ZF_END = 1  # zone_end_pfn (start + spanned)
+ZF_NODE = 2
+ZF_ZIDX = 3  # zone index in its node (the configured zone type's position)
+ZF_MANAGED = 4
+ZF_PRESENT = 5
+ZF_NR_FREE_PAGES = 6  # NR_FREE_PAGES
+ZF_NR_FREE_CMA = 7  # NR_FREE_CMA_PAGES
+ZF_WMARK_MIN = 8  # _watermark[WMARK_MIN]; LOW, HIGH, PROMO follow
+ZF_WMARK_LOW = 9
+ZF_WMARK_HIGH = 10
+ZF_WMARK_PROMO = 11
+ZF_BOOST = 12  # watermark_boost
+ZF_NR_RESERVED_HIGHATOMIC = 13
+ZF_FLAGS = 14
+ZF_PCP_HIGH = 15  # zone->pageset_high
+ZF_PCP_BATCH = 16  # zone->pageset_batch
+ZF_NR_ISOLATE_PAGEBLOCK = 17
+ZF_PGALLOC = 18  # pgalloc_<zone> event counter
+ZF_FREE_SENT = 19  # index of the first free_area list head in State.nxt/prv
+ZF_PCP_SENT = 20  # index of the first pcp list head (cpu 0, pindex 0)
+ZF_CMA_PAGES = 21  # zone->cma_pages
+ZF_SPANNED = 22
+ZF_LOWMEM_RESERVE = 23  # lowmem_reserve[0 .. MAX_NR_ZONES-1]
+MAX_NR_ZONES = 6
+NR_ZF = ZF_LOWMEM_RESERVE + MAX_NR_ZONES
+
+# --- per-cpu pageset scalars: State.pcp[zone, cpu, PCP_*] ---------------------------------------
+PCP_COUNT = 0
+PCP_HIGH = 1
+PCP_BATCH = 2
+PCP_FREE_FACTOR = 3
+NR_PCPF = 4
+
+# --- per-node scalars: State.nd[node, ND_*] ------------------------------------------------------
+ND_KSWAPD_ORDER = 0  # pgdat->kswapd_order requested since kswapd last ran (-1: not woken)
+ND_KSWAPD_HIGHEST_ZONEIDX = 1
+ND_KSWAPD_WAKEUPS = 2  # wakeup_kswapd() calls that woke it
+NR_NDF = 3
+
+# --- machine parameters: State.prm[P_*] ----------------------------------------------------------
+P_PAGEBLOCK_ORDER = 0
+P_NR_CPUS = 1
+P_PCP_THP = 2  # CONFIG_TRANSPARENT_HUGEPAGE: a pcp list pair for pageblock_order
+P_PCP_MAX_ORDER = 3  # highest low order kept on pcp lists (PAGE_ALLOC_COSTLY_ORDER; 0 before 5.13)
+P_GROUPING_DISABLED = 4  # page_group_by_mobility_disabled
+P_BOOST_FACTOR = 5  # watermark_boost_factor
+P_CONFIG_CMA = 6
+P_NR_ONLINE_NODES = 7
+P_ZONE_DMA32 = 8  # CONFIG_ZONE_DMA32: ALLOC_NOFRAGMENT exists
+P_ZONE_NORMAL_IDX = 9  # zone index of ZONE_NORMAL in a node (-1 if not configured)
+P_ZONE_DMA32_IDX = 10
+P_TRACE = 11  # bit mask of enabled tracepoints (TP_*)
+P_TPOS = 12  # records written to State.tbuf
+P_NOW = 13  # simulated time, ns (set by the caller, stamped on trace records)
+P_NR_PCP_LISTS = 14
+P_PCP_BATCH_SCALE_MAX = 15  # CONFIG_PCP_BATCH_SCALE_MAX
+P_NR_ZONE_TYPES = 16  # zones per node
+P_GFPZONE = 17  # 16 entries: gfp & GFP_ZONEMASK -> zone index (-1: invalid combination)
+P_CPU = 33  # CPU the current operation runs on (stamped on trace records)
+P_SEQ = 34  # trace records ever written (for lost-record accounting)
+NR_P = 35
+
+# --- vm_event_item counters that live outside zones: State.vm[VM_*] ------------------------------
+VM_PGFREE = 0
+VM_ALLOCSTALL = 1
+VM_PGALLOC_FAIL = 2  # fragsim's own: allocation attempts that returned NULL
+NR_VM = 3
+
+# --- tracepoints: State.tbuf rows (id | cpu << 16, time, pfn, order, a, b, c, d) -------------------
+TP_MM_PAGE_ALLOC = 0
+TP_MM_PAGE_FREE = 1
+TP_MM_PAGE_ALLOC_ZONE_LOCKED = 2
+TP_MM_PAGE_PCPU_DRAIN = 3
+TP_MM_PAGE_ALLOC_EXTFRAG = 4
+NR_TP = 5
+TP_NAMES = (
+    "mm_page_alloc",
+    "mm_page_free",
+    "mm_page_alloc_zone_locked",
+    "mm_page_pcpu_drain",
+    "mm_page_alloc_extfrag",
+)
+TB_ID, TB_TIME, TB_PFN, TB_ORDER, TB_A, TB_B, TB_C, TB_D = range(8)
+NR_TB = 8
+
+# --- event batches: rows of int64 (op, order, gfp or mt, handle or pfn, cpu, nid, alloc_flags) ----
+EV_OP, EV_ORDER, EV_GFP, EV_ARG, EV_CPU, EV_NID, EV_FLAGS = range(7)
+NR_EV = 7
+OP_ALLOC = 0  # __alloc_pages fast path; ARG = handle to record (or -1)
+OP_FREE_HANDLE = 1  # __free_pages of the block recorded under handle ARG
+OP_FREE_PFN = 2  # __free_pages(pfn=ARG, order)
+OP_GET_PAGE_FROM_FREELIST = 3  # one get_page_from_freelist() with explicit alloc_flags (slow path)
+OP_DRAIN_ALL = 4  # drain_all_pages(NULL)
+OP_UNRESERVE_HIGHATOMIC = 5  # unreserve_highatomic_pageblock(ac, force=ORDER)
+
+# run_events() return codes
+RUN_DONE = 0
+RUN_SLOWPATH = 1  # event i failed the fast path: the caller runs __alloc_pages_slowpath
+RUN_TRACE_FULL = 2  # the trace buffer must be flushed before event i
+RUN_EBADORDER = -1
+RUN_ENOTALLOC = -2  # free of a pfn that is not an allocated block head (double free, tail pfn)
+RUN_EWRONGORDER = -3
+RUN_EOUTSIDE = -4  # pfn outside every zone
+RUN_EHANDLE = -5  # free of an unknown handle
+
+
+class State(NamedTuple):
+    """All state of one simulated machine, as arrays the compiled allocator takes in one argument.
+
+    Per page (indexed by pfn, the ``mem_map``): ``flags`` (PG_* bits, fragsim/mm/page.py),
+    ``order`` (buddy order of a free head, order of an allocated or pcp head), ``pcpmt`` (the
+    migratetype cached in the page, ``set_pcppage_migratetype``), ``refcount`` (``page->_refcount``;
+    a pin adds GUP_PIN_COUNTING_BIAS), ``owner`` (the handle of the allocation), ``zoneid``.
+    ``nxt``/``prv`` are the intrusive ``page->lru``/``buddy_list``/``pcp_list`` links for every pfn,
+    followed by the list heads (free_area lists, then pcp lists, then auxiliary lists).
+    Per pageblock: ``pb`` (the pageblock bitmap: migratetype in bits 0-2, PB_migrate_skip bit 3).
+    """
+
+    nxt: npt.NDArray[np.int32]
+    prv: npt.NDArray[np.int32]
+    flags: npt.NDArray[np.int32]
+    order: npt.NDArray[np.int8]
+    pcpmt: npt.NDArray[np.int8]
+    refcount: npt.NDArray[np.int32]
+    owner: npt.NDArray[np.int32]
+    zoneid: npt.NDArray[np.int8]
+    pb: npt.NDArray[np.uint8]
+    zs: npt.NDArray[np.int64]
+    nr_free: npt.NDArray[np.int64]
+    pcp: npt.NDArray[np.int64]
+    nd: npt.NDArray[np.int64]
+    vm: npt.NDArray[np.int64]
+    zonelist: npt.NDArray[np.int32]
+    prm: npt.NDArray[np.int64]
+    tbuf: npt.NDArray[np.int64]

@@ -1,0 +1,648 @@
+"""A booted simulated machine: memory init, watermark set-up, and the page allocator's API.
+Models mm/mm_init.c-era boot (free_area_init, memmap_init, memblock_free_all), the watermark
+set-up of mm/page_alloc.c (init_per_zone_wmark_min, __setup_per_zone_wmarks,
+setup_per_zone_lowmem_reserve, zone_batchsize, zone_highsize), khugepaged's
+set_recommended_min_free_kbytes and __alloc_pages_slowpath (Linux 6.1.192).
+
+``Machine`` owns one ``State`` (fragsim/mm/internal.py). The compiled allocator
+(fragsim/mm/page_alloc.py) runs the fast path over batches of events; an allocation it cannot
+satisfy comes back here and runs the slow path's stages in the kernel's order. Reclaim and
+compaction plug in through ``Machine.hooks``; until they exist the stages make no progress and
+an allocation fails when the watermarks and the free lists say so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from fragsim.errors import AllocatorError, ConfigError
+from fragsim.mm import internal as I
+from fragsim.mm import page_alloc as pa
+from fragsim.mm.gfp import GFP, GFP_HIGHUSER_MOVABLE, GFP_USER, gfp_migratetype
+from fragsim.mm.mmzone import (
+    MAX_ORDER,
+    MIGRATE_CMA,
+    MIGRATE_MOVABLE,
+    MIGRATE_PCPTYPES,
+    MIGRATE_TYPES,
+    PAGE_ALLOC_COSTLY_ORDER,
+)
+from fragsim.mm.page import PG_nopage, PG_reserved, Page
+from fragsim.profiles import MachineProfile, machine_profile
+
+__all__ = ["Machine", "SlowpathHooks"]
+
+NO_PAGE = -1
+# Names starting with two underscores are mangled inside a class body: alias the GFP bits used there.
+GFP_F_ATOMIC = GFP["__GFP_ATOMIC"]
+GFP_F_DIRECT_RECLAIM = GFP["__GFP_DIRECT_RECLAIM"]
+GFP_F_HIGH = GFP["__GFP_HIGH"]
+GFP_F_IO = GFP["__GFP_IO"]
+GFP_F_KSWAPD_RECLAIM = GFP["__GFP_KSWAPD_RECLAIM"]
+GFP_F_MEMALLOC = GFP["__GFP_MEMALLOC"]
+GFP_F_NOFAIL = GFP["__GFP_NOFAIL"]
+GFP_F_NOMEMALLOC = GFP["__GFP_NOMEMALLOC"]
+GFP_F_NORETRY = GFP["__GFP_NORETRY"]
+GFP_F_RETRY_MAYFAIL = GFP["__GFP_RETRY_MAYFAIL"]
+GFP_F_THISNODE = GFP["__GFP_THISNODE"]
+_RUN_ERRORS = {
+    I.RUN_EBADORDER: "invalid order",
+    I.RUN_ENOTALLOC: "not an allocated block head (double free or a tail page)",
+    I.RUN_EWRONGORDER: "freed with the wrong order",
+    I.RUN_EOUTSIDE: "pfn outside every zone",
+    I.RUN_EHANDLE: "unknown handle",
+}
+
+
+@dataclass(slots=True)
+class SlowpathHooks:
+    """Stages of __alloc_pages_slowpath that later issues provide. Each gets the machine and
+    the request; the defaults model a kernel without reclaim or compaction
+    (COMPACT_SKIPPED, no pages reclaimed, no OOM kill)."""
+
+    direct_compact: Callable[..., tuple[int, int]] | None = None  # -> (pfn or -1, compact_result)
+    direct_reclaim: Callable[..., int] | None = None  # -> pages reclaimed
+    oom_kill: Callable[..., bool] | None = None  # -> True if it freed memory
+
+
+class Machine:
+    """One simulated machine: its profile, its memory state and its page allocator."""
+
+    def __init__(self, profile: MachineProfile | str = "x86_64-1g", **overrides: Any) -> None:
+        if isinstance(profile, str):
+            profile = machine_profile(profile, **overrides)
+        elif overrides:
+            profile = profile.with_(**overrides)
+        if profile.kernel != "6.1":
+            raise ConfigError(f"kernel profile {profile.kernel!r}: only '6.1' is modelled")
+        self.profile = profile
+        self.hooks = SlowpathHooks()
+        self.nr_zone_types = len(profile.zone_types)
+        self.nr_nodes = len(profile.nodes)
+        self.nr_cpus = profile.nr_cpus
+        self.pageblock_order = profile.pageblock_order
+        self.user_min_free_kbytes = profile.min_free_kbytes
+        self.min_free_kbytes = 0
+        self.page_group_by_mobility_disabled = False
+        self._alloc_failures = 0
+        self._build()
+        self._boot()
+
+    # ------------------------------------------------------------------ layout and arrays
+    def zone_index(self, name: str) -> int:
+        """The index of a configured zone type in a node (zone_idx())."""
+        try:
+            return self.profile.zone_types.index(name)
+        except ValueError:
+            return -1
+
+    def zone_id(self, nid: int, name: str) -> int:
+        return nid * self.nr_zone_types + self.zone_index(name)
+
+    def zone_name(self, z: int) -> str:
+        return self.profile.zone_types[z % self.nr_zone_types]
+
+    def populated_zones(self) -> list[int]:
+        return [z for z in range(self.state.zs.shape[0]) if self.state.zs[z, I.ZF_MANAGED] > 0]
+
+    def _build(self) -> None:
+        p = self.profile
+        npfn = p.max_pfn
+        npfn = -(-npfn // (1 << p.pageblock_order)) * (1 << p.pageblock_order)
+        self.max_pfn = npfn
+        nz = self.nr_nodes * self.nr_zone_types
+        nr_pcp_lists = MIGRATE_PCPTYPES * (PAGE_ALLOC_COSTLY_ORDER + 1) + (2 if p.config_thp else 0)
+        free_sent = npfn
+        pcp_sent = free_sent + nz * MAX_ORDER * MIGRATE_TYPES
+        nlinks = pcp_sent + nz * self.nr_cpus * nr_pcp_lists
+        nxt = np.full(nlinks, -1, np.int32)
+        prv = np.full(nlinks, -1, np.int32)
+        heads = np.arange(free_sent, nlinks, dtype=np.int32)
+        nxt[free_sent:] = heads
+        prv[free_sent:] = heads
+        zs = np.zeros((nz, I.NR_ZF), np.int64)
+        zoneid = np.full(npfn, -1, np.int8)
+        for nid, node in enumerate(p.nodes):
+            for zi in range(self.nr_zone_types):
+                z = nid * self.nr_zone_types + zi
+                zs[z, I.ZF_NODE] = nid
+                zs[z, I.ZF_ZIDX] = zi
+                zs[z, I.ZF_FREE_SENT] = free_sent + z * MAX_ORDER * MIGRATE_TYPES
+                zs[z, I.ZF_PCP_SENT] = pcp_sent + z * self.nr_cpus * nr_pcp_lists
+            for spec in node.zones:
+                z = self.zone_id(nid, spec.name)
+                zs[z, I.ZF_START] = spec.start_pfn
+                zs[z, I.ZF_END] = spec.end_pfn
+                zs[z, I.ZF_SPANNED] = spec.end_pfn - spec.start_pfn
+                zoneid[spec.start_pfn : spec.end_pfn] = z
+        # zonelists: for each node and highest zone index, the populated zones from that index
+        # down, local node first, then the other nodes in id order (build_zonelists).
+        zl = np.full((self.nr_nodes, self.nr_zone_types, nz + 1), -1, np.int32)
+        for nid in range(self.nr_nodes):
+            order = [nid] + [n for n in range(self.nr_nodes) if n != nid]
+            for hz in range(self.nr_zone_types):
+                lst = [
+                    n * self.nr_zone_types + zi
+                    for n in order
+                    for zi in range(hz, -1, -1)
+                    if zs[n * self.nr_zone_types + zi, I.ZF_SPANNED] > 0
+                ]
+                zl[nid, hz, : len(lst)] = lst
+        prm = np.zeros(I.NR_P, np.int64)
+        prm[I.P_PAGEBLOCK_ORDER] = p.pageblock_order
+        prm[I.P_NR_CPUS] = self.nr_cpus
+        prm[I.P_PCP_THP] = 1 if p.config_thp else 0
+        prm[I.P_PCP_MAX_ORDER] = PAGE_ALLOC_COSTLY_ORDER
+        prm[I.P_BOOST_FACTOR] = p.watermark_boost_factor
+        prm[I.P_CONFIG_CMA] = 1 if p.config_cma else 0
+        prm[I.P_NR_ONLINE_NODES] = self.nr_nodes
+        prm[I.P_ZONE_DMA32] = 1 if p.config_zone_dma32 else 0
+        prm[I.P_ZONE_NORMAL_IDX] = self.zone_index("Normal")
+        prm[I.P_ZONE_DMA32_IDX] = self.zone_index("DMA32")
+        prm[I.P_NR_PCP_LISTS] = nr_pcp_lists
+        prm[I.P_PCP_BATCH_SCALE_MAX] = p.pcp_batch_scale_max
+        prm[I.P_NR_ZONE_TYPES] = self.nr_zone_types
+        prm[I.P_GFPZONE : I.P_GFPZONE + 16] = self._gfp_zone_table()
+        pcp = np.zeros((nz, self.nr_cpus, I.NR_PCPF), np.int64)
+        pcp[:, :, I.PCP_BATCH] = 1  # boot pagesets: high 0, batch 1
+        nd = np.zeros((self.nr_nodes, I.NR_NDF), np.int64)
+        nd[:, I.ND_KSWAPD_ORDER] = -1
+        nd[:, I.ND_KSWAPD_HIGHEST_ZONEIDX] = -1
+        self.state = I.State(
+            nxt=nxt,
+            prv=prv,
+            flags=np.full(npfn, PG_reserved, np.int32),
+            order=np.zeros(npfn, np.int8),
+            pcpmt=np.zeros(npfn, np.int8),
+            refcount=np.ones(npfn, np.int32),
+            owner=np.full(npfn, -1, np.int32),
+            zoneid=zoneid,
+            pb=np.full(npfn >> p.pageblock_order, MIGRATE_MOVABLE, np.uint8),
+            zs=zs,
+            nr_free=np.zeros((nz, MAX_ORDER), np.int64),
+            pcp=pcp,
+            nd=nd,
+            vm=np.zeros(I.NR_VM, np.int64),
+            zonelist=zl,
+            prm=prm,
+            tbuf=np.zeros((1, I.NR_TB), np.int64),
+        )
+        for nid, node in enumerate(p.nodes):
+            for a, b in node.holes:
+                self.state.flags[a:b] |= PG_nopage
+            for a, b in node.cma:
+                pbo = p.pageblock_order
+                if a % (1 << pbo) or b % (1 << pbo):
+                    raise ConfigError(f"profile {p.name}: CMA range {a}-{b} not pageblock aligned")
+                self.state.pb[a >> pbo : b >> pbo] = MIGRATE_CMA
+                for spec in node.zones:
+                    if spec.start_pfn <= a < spec.end_pfn:
+                        zs[self.zone_id(nid, spec.name), I.ZF_CMA_PAGES] += b - a
+
+    def _gfp_zone_table(self) -> list[int]:
+        """GFP_ZONE_TABLE (include/linux/gfp.h): zone bits -> highest usable zone index; the
+        OPT_ZONE_* fallbacks map unconfigured zone types to ZONE_NORMAL."""
+
+        def idx(name: str) -> int:
+            i = self.zone_index(name)
+            return i if i >= 0 else self.zone_index("Normal")
+
+        table = []
+        for bits in range(16):
+            dma, highmem, dma32, movable = bits & 1, bits & 2, bits & 4, bits & 8
+            if dma + (1 if highmem else 0) + (1 if dma32 else 0) > 1:
+                table.append(-1)  # BAD combination
+            elif dma:
+                table.append(idx("DMA"))
+            elif dma32:
+                table.append(idx("DMA32"))
+            elif highmem and movable:
+                table.append(idx("Movable") if self.zone_index("Movable") >= 0 else idx("HighMem"))
+            elif highmem:
+                table.append(idx("HighMem"))
+            else:
+                table.append(idx("Normal"))
+        return table
+
+    # ------------------------------------------------------------------ boot
+    def _boot(self) -> None:
+        """memmap_init (all pages reserved, pageblocks MOVABLE), memblock_free_all, the
+        initcalls that set watermarks and pcp sizes, then the late frees (initrd, initmem)."""
+        p = self.profile
+        st = self.state
+        for nid, node in enumerate(p.nodes):
+            keep = np.zeros(self.max_pfn, bool)
+            for a, b in (*node.holes, *node.reserved, *node.late_free):
+                keep[a:b] = True
+            for spec in node.zones:
+                z = self.zone_id(nid, spec.name)
+                span = keep[spec.start_pfn : spec.end_pfn]
+                holes = sum(
+                    max(0, min(b, spec.end_pfn) - max(a, spec.start_pfn)) for a, b in node.holes
+                )
+                st.zs[z, I.ZF_PRESENT] = spec.end_pfn - spec.start_pfn - holes
+                edges = np.flatnonzero(np.diff(np.r_[True, span, True].astype(np.int8)))
+                for a, b in zip(edges[0::2], edges[1::2], strict=True):
+                    pa.free_boot_range(st, z, spec.start_pfn + int(a), spec.start_pfn + int(b))
+                    st.zs[z, I.ZF_MANAGED] += int(b - a)
+        self._build_all_zonelists()
+        self.init_per_zone_wmark_min()
+        self.set_trace_buffer(1)
+        for nid, node in enumerate(p.nodes):
+            for a, b in node.late_free:
+                self.free_reserved_area(a, b)
+
+    def _build_all_zonelists(self) -> None:
+        """build_all_zonelists(): mobility grouping is off when too few pages are free."""
+        total = self.nr_free_zone_pages(self.gfp_zone(GFP_HIGHUSER_MOVABLE))
+        self.page_group_by_mobility_disabled = total < (1 << self.pageblock_order) * MIGRATE_TYPES
+        self.state.prm[I.P_GROUPING_DISABLED] = int(self.page_group_by_mobility_disabled)
+
+    def free_reserved_area(self, start: int, end: int) -> None:
+        """free_reserved_area(): each page un-reserved and freed (order 0, through the pcp lists),
+        adding to the zone's managed pages; watermarks are not recomputed (as in the kernel)."""
+        st = self.state
+        st.flags[start:end] &= ~PG_reserved
+        st.refcount[start:end] = 1
+        st.order[start:end] = 0
+        for z in np.unique(st.zoneid[start:end]):
+            st.zs[int(z), I.ZF_MANAGED] += int(np.count_nonzero(st.zoneid[start:end] == z))
+        ev = np.zeros((end - start, I.NR_EV), np.int64)
+        ev[:, I.EV_OP] = I.OP_FREE_PFN
+        ev[:, I.EV_ARG] = np.arange(start, end)
+        self.run(ev)
+
+    # ------------------------------------------------------------------ watermarks
+    def gfp_zone(self, gfp: int) -> int:
+        return int(self.state.prm[I.P_GFPZONE + (gfp & 0xF)])
+
+    def nr_free_zone_pages(self, offset: int) -> int:
+        """nr_free_zone_pages(): sum of max(managed - high, 0) over zones up to ``offset``."""
+        zs = self.state.zs
+        return sum(
+            max(int(zs[z, I.ZF_MANAGED] - zs[z, I.ZF_WMARK_HIGH]), 0)
+            for z in range(zs.shape[0])
+            if zs[z, I.ZF_ZIDX] <= offset
+        )
+
+    def _is_highmem(self, z: int) -> bool:
+        return self.zone_name(z) == "HighMem" or (
+            self.zone_name(z) == "Movable" and self.zone_index("HighMem") >= 0
+        )
+
+    def calculate_min_free_kbytes(self) -> None:
+        """calculate_min_free_kbytes(): int_sqrt(lowmem_kbytes * 16), clamped to [128, 262144];
+        a user-set value sticks when larger."""
+        lowmem_kbytes = self.nr_free_zone_pages(self.gfp_zone(GFP_USER)) * (
+            self.profile.page_size >> 10
+        )
+        new = min(max(math.isqrt(lowmem_kbytes * 16), 128), 262144)
+        user = self.user_min_free_kbytes
+        self.min_free_kbytes = new if user is None or new > user else user
+
+    def setup_per_zone_wmarks(self) -> None:
+        """__setup_per_zone_wmarks() (6.1) and the pcp high/batch update that follows it."""
+        zs = self.state.zs
+        page_shift = int(math.log2(self.profile.page_size))
+        pages_min = self.min_free_kbytes >> (page_shift - 10)
+        lowmem = sum(int(zs[z, I.ZF_MANAGED]) for z in range(zs.shape[0]) if not self._is_highmem(z))
+        wsf = self.profile.watermark_scale_factor
+        for z in range(zs.shape[0]):
+            managed = int(zs[z, I.ZF_MANAGED])
+            tmp = pages_min * managed // lowmem if lowmem else 0
+            if self._is_highmem(z):
+                zs[z, I.ZF_WMARK_MIN] = min(max(managed // 1024, 32), 128)
+            else:
+                zs[z, I.ZF_WMARK_MIN] = tmp
+            delta = max(tmp >> 2, (managed // 10000) * wsf + (managed % 10000) * wsf // 10000)
+            zs[z, I.ZF_BOOST] = 0
+            zs[z, I.ZF_WMARK_LOW] = zs[z, I.ZF_WMARK_MIN] + delta
+            zs[z, I.ZF_WMARK_HIGH] = zs[z, I.ZF_WMARK_LOW] + delta
+            zs[z, I.ZF_WMARK_PROMO] = zs[z, I.ZF_WMARK_HIGH] + delta
+        for z in range(zs.shape[0]):
+            self.zone_set_pageset_high_and_batch(z)
+
+    def zone_batchsize(self, z: int) -> int:
+        """zone_batchsize() (6.1): ~0.1% of the zone or 1 MiB, /4, rounded to 2^n - 1."""
+        batch = min(int(self.state.zs[z, I.ZF_MANAGED]) >> 10, (1 << 20) // self.profile.page_size)
+        batch = max(batch // 4, 1)
+        b = batch + batch // 2
+        return (1 << (b.bit_length() - 1)) - 1
+
+    def zone_highsize(self, z: int, batch: int) -> int:
+        """zone_highsize() (6.1): the low watermark (or managed/high_fraction) split across the
+        node's CPUs, at least 4 * batch."""
+        zs = self.state.zs
+        frac = self.profile.percpu_pagelist_high_fraction
+        total = int(zs[z, I.ZF_MANAGED]) // frac if frac else int(zs[z, I.ZF_WMARK_LOW])
+        return max(total // self.nr_cpus, batch << 2)
+
+    def zone_set_pageset_high_and_batch(self, z: int) -> None:
+        batch = max(1, self.zone_batchsize(z))
+        high = self.zone_highsize(z, batch)
+        self.state.zs[z, I.ZF_PCP_HIGH] = high
+        self.state.zs[z, I.ZF_PCP_BATCH] = batch
+        self.state.pcp[z, :, I.PCP_HIGH] = high
+        self.state.pcp[z, :, I.PCP_BATCH] = batch
+
+    def setup_per_zone_lowmem_reserve(self) -> None:
+        """setup_per_zone_lowmem_reserve(): lowmem_reserve[j] = managed(i+1..j) / ratio[i]."""
+        zs = self.state.zs
+        ratios = self.profile.lowmem_reserve_ratio
+        nzt = self.nr_zone_types
+        for nid in range(self.nr_nodes):
+            for i in range(nzt - 1):
+                z = nid * nzt + i
+                ratio = ratios[i] if i < len(ratios) else 0
+                clear = ratio == 0 or zs[z, I.ZF_MANAGED] == 0
+                managed = 0
+                for j in range(i + 1, nzt):
+                    managed += int(zs[nid * nzt + j, I.ZF_MANAGED])
+                    zs[z, I.ZF_LOWMEM_RESERVE + j] = 0 if clear else managed // ratio
+
+    def set_recommended_min_free_kbytes(self) -> None:
+        """set_recommended_min_free_kbytes() (mm/khugepaged.c, 6.1), run when THP is enabled."""
+        user_zone = self.gfp_zone(GFP_USER)
+        nr_zones = sum(
+            1
+            for z in range(self.state.zs.shape[0])
+            if self.state.zs[z, I.ZF_MANAGED] > 0 and self.state.zs[z, I.ZF_ZIDX] <= user_zone
+        )
+        nr = 1 << self.pageblock_order
+        rec = nr * nr_zones * 2 + nr * nr_zones * MIGRATE_PCPTYPES * MIGRATE_PCPTYPES
+        rec = min(rec, self.nr_free_zone_pages(user_zone) // 20)
+        rec <<= int(math.log2(self.profile.page_size)) - 10
+        if rec > self.min_free_kbytes:
+            self.min_free_kbytes = rec
+        self.setup_per_zone_wmarks()
+
+    def init_per_zone_wmark_min(self) -> None:
+        """init_per_zone_wmark_min() (postcore_initcall) and khugepaged's update after it."""
+        self.calculate_min_free_kbytes()
+        self.setup_per_zone_wmarks()
+        self.setup_per_zone_lowmem_reserve()
+        if self.profile.config_thp and self.user_min_free_kbytes is None:
+            self.set_recommended_min_free_kbytes()
+
+    def set_min_free_kbytes(self, kbytes: int) -> None:
+        """Write /proc/sys/vm/min_free_kbytes (min_free_kbytes_sysctl_handler)."""
+        if kbytes < 0:
+            raise ConfigError(f"min_free_kbytes: {kbytes} is below 0")
+        self.user_min_free_kbytes = kbytes
+        self.min_free_kbytes = kbytes
+        self.setup_per_zone_wmarks()
+
+    # ------------------------------------------------------------------ running events
+    def set_trace_buffer(self, rows: int) -> None:
+        st = self.state
+        self.state = st._replace(tbuf=np.zeros((max(rows, 1), I.NR_TB), np.int64))
+        st.prm[I.P_TPOS] = 0
+
+    def run(
+        self,
+        ev: npt.NDArray[np.int64],
+        handles: npt.NDArray[np.int32] | None = None,
+        tracer: Any = None,
+    ) -> npt.NDArray[np.int64]:
+        """Process a batch of event rows (internal.EV_*); returns each event's pfn (-1: none).
+
+        Allocations that miss the fast path run ``__alloc_pages_slowpath`` here, then the batch
+        resumes. Bad frees raise AllocatorError naming the event, pfn and order."""
+        if handles is None:
+            handles = np.full(1, NO_PAGE, np.int32)
+        out = np.full(ev.shape[0], NO_PAGE, np.int64)
+        i = 0
+        while True:
+            status, i = pa.run_events(self.state, ev, i, handles, out)
+            if self.state.prm[I.P_TPOS] and tracer is not None:
+                tracer.flush(self)
+            if status == I.RUN_DONE:
+                return out
+            if status == I.RUN_TRACE_FULL:
+                if tracer is None:
+                    self.state.prm[I.P_TPOS] = 0
+                continue
+            if status == I.RUN_SLOWPATH:
+                row = ev[i]
+                page = self.__alloc_pages_slowpath(
+                    int(row[I.EV_GFP]), int(row[I.EV_ORDER]), int(row[I.EV_NID]),
+                    int(row[I.EV_CPU]), int(row[I.EV_ARG]), handles,
+                )
+                out[i] = page
+                i += 1
+                continue
+            pfn = int(ev[i, I.EV_ARG])
+            if ev[i, I.EV_OP] == I.OP_FREE_HANDLE and 0 <= pfn < handles.shape[0]:
+                pfn = int(handles[pfn])
+            raise AllocatorError(
+                f"event {i}: {_RUN_ERRORS.get(status, status)}: pfn {pfn:#x} "
+                f"order {int(ev[i, I.EV_ORDER])}"
+            )
+
+    def _one(self, op: int, order: int = 0, gfp: int = 0, arg: int = -1, cpu: int = 0,
+             nid: int = 0, flags: int = 0, handles: Any = None) -> int:
+        ev = np.array([[op, order, gfp, arg, cpu, nid, flags]], np.int64)
+        return int(self.run(ev, handles)[0])
+
+    def alloc_pages(self, gfp: int, order: int, cpu: int = 0, nid: int = 0) -> int:
+        """__alloc_pages(gfp, order): the pfn of the block's first page, or -1 on failure."""
+        self._check_request(order, cpu, nid)
+        return self._one(I.OP_ALLOC, order, gfp, -1, cpu, nid)
+
+    def free_pages(self, pfn: int, order: int, cpu: int = 0) -> None:
+        """__free_pages(pfn_to_page(pfn), order)."""
+        if not 0 <= order < MAX_ORDER:
+            raise AllocatorError(f"free_pages: invalid order {order} for pfn {pfn:#x}")
+        if not 0 <= cpu < self.nr_cpus:
+            raise AllocatorError(f"free_pages: no cpu {cpu} (pfn {pfn:#x} order {order})")
+        self._one(I.OP_FREE_PFN, order, 0, pfn, cpu)
+
+    def drain_all_pages(self) -> None:
+        """drain_all_pages(NULL): return every per-CPU list to the buddy allocator."""
+        self._one(I.OP_DRAIN_ALL)
+
+    def _check_request(self, order: int, cpu: int, nid: int) -> None:
+        if not 0 <= order < MAX_ORDER:
+            raise AllocatorError(f"alloc_pages: invalid order {order} (0..{MAX_ORDER - 1})")
+        if not 0 <= cpu < self.nr_cpus:
+            raise AllocatorError(f"alloc_pages: no cpu {cpu}")
+        if not 0 <= nid < self.nr_nodes:
+            raise AllocatorError(f"alloc_pages: no node {nid}")
+
+    def page(self, pfn: int) -> Page:
+        return Page(self, pfn)
+
+    # ------------------------------------------------------------------ the slow path
+    def gfp_to_alloc_flags(self, gfp: int, order: int) -> int:
+        """gfp_to_alloc_flags() (6.1.192)."""
+        alloc_flags = I.ALLOC_WMARK_MIN | I.ALLOC_CPUSET
+        if gfp & GFP_F_HIGH:
+            alloc_flags |= I.ALLOC_MIN_RESERVE
+        if gfp & GFP_F_KSWAPD_RECLAIM:
+            alloc_flags |= I.ALLOC_KSWAPD
+        if not (gfp & GFP_F_DIRECT_RECLAIM):
+            if not (gfp & GFP_F_NOMEMALLOC):
+                alloc_flags |= I.ALLOC_NON_BLOCK
+                if order > 0 and (alloc_flags & I.ALLOC_MIN_RESERVE):
+                    alloc_flags |= I.ALLOC_HIGHATOMIC
+            if alloc_flags & I.ALLOC_MIN_RESERVE:
+                alloc_flags &= ~I.ALLOC_CPUSET
+        if self.profile.config_cma and self._migratetype(gfp) == MIGRATE_MOVABLE:
+            alloc_flags |= I.ALLOC_CMA
+        return alloc_flags
+
+    def _migratetype(self, gfp: int) -> int:
+        return gfp_migratetype(gfp, not self.page_group_by_mobility_disabled)
+
+    def _freelist(self, gfp: int, order: int, alloc_flags: int, nid: int, cpu: int,
+                  handle: int, handles: Any) -> int:
+        return self._one(I.OP_GET_PAGE_FROM_FREELIST, order, gfp, handle, cpu, nid, alloc_flags,
+                         handles)
+
+    def _wake_all_kswapds(self, order: int, gfp: int, nid: int) -> None:
+        """wake_all_kswapds(): record a wake-up on every node of the zonelist."""
+        hz = self.gfp_zone(gfp)
+        for z in self.state.zonelist[nid, hz]:
+            if z < 0:
+                break
+            n = int(self.state.zs[z, I.ZF_NODE])
+            nd = self.state.nd[n]
+            nd[I.ND_KSWAPD_ORDER] = max(nd[I.ND_KSWAPD_ORDER], order)
+            if nd[I.ND_KSWAPD_HIGHEST_ZONEIDX] < 0 or nd[I.ND_KSWAPD_HIGHEST_ZONEIDX] > hz:
+                nd[I.ND_KSWAPD_HIGHEST_ZONEIDX] = hz
+            nd[I.ND_KSWAPD_WAKEUPS] += 1
+
+    def __alloc_pages_slowpath(self, gfp: int, order: int, nid: int, cpu: int, handle: int,
+                               handles: Any) -> int:
+        """__alloc_pages_slowpath() (6.1.192, the classic order): wake kswapd, try the free
+        lists at the min watermark, initial async compaction for costly or unmovable high-order
+        requests, then the retry loop of direct reclaim, direct compaction, the retry policies
+        and OOM. Returns the pfn or -1; traces mm_page_alloc either way."""
+        if (gfp & GFP_F_ATOMIC) and (gfp & GFP_F_DIRECT_RECLAIM):
+            gfp &= ~GFP_F_ATOMIC
+        costly = order > PAGE_ALLOC_COSTLY_ORDER
+        can_direct_reclaim = bool(gfp & GFP_F_DIRECT_RECLAIM)
+        compaction_allowed = bool(gfp & GFP_F_IO)  # gfp_compaction_allowed()
+        mt = self._migratetype(gfp)
+        alloc_flags = self.gfp_to_alloc_flags(gfp, order)
+        h = self.hooks
+        page = NO_PAGE
+        no_progress_loops = 0
+
+        def attempt(flags: int) -> int:
+            return self._freelist(gfp, order, flags, nid, cpu, handle, handles)
+
+        if alloc_flags & I.ALLOC_KSWAPD:
+            self._wake_all_kswapds(order, gfp, nid)
+        page = attempt(alloc_flags)
+        if page == NO_PAGE and can_direct_reclaim and compaction_allowed and (
+            costly or (order > 0 and mt != MIGRATE_MOVABLE)
+        ) and not (gfp & GFP_F_MEMALLOC):
+            # initial async compaction (INIT_COMPACT_PRIORITY)
+            if h.direct_compact is not None:
+                page, result = h.direct_compact(self, gfp, order, alloc_flags, "async")
+            else:
+                result = 0  # COMPACT_SKIPPED: no compaction in this kernel build
+            if page == NO_PAGE and costly and (gfp & GFP_F_NORETRY):
+                if result == 0 or (gfp & GFP_F_THISNODE):
+                    return self._fail(gfp, order, mt)
+        while page == NO_PAGE:
+            if alloc_flags & I.ALLOC_KSWAPD:
+                self._wake_all_kswapds(order, gfp, nid)
+            flags = alloc_flags
+            if gfp & GFP_F_MEMALLOC:  # __gfp_pfmemalloc_flags()
+                flags = I.ALLOC_NO_WATERMARKS | (alloc_flags & (I.ALLOC_CMA | I.ALLOC_KSWAPD))
+            page = attempt(flags)
+            if page != NO_PAGE or not can_direct_reclaim:
+                break
+            # __alloc_pages_direct_reclaim()
+            reclaimed = h.direct_reclaim(self, gfp, order) if h.direct_reclaim else 0
+            self.state.vm[I.VM_ALLOCSTALL] += 1
+            if reclaimed:
+                page = attempt(alloc_flags)
+                if page == NO_PAGE:
+                    self._unreserve_highatomic(gfp, nid, False)
+                    self.drain_all_pages()
+                    page = attempt(alloc_flags)
+                if page != NO_PAGE:
+                    break
+            # __alloc_pages_direct_compact()
+            if h.direct_compact is not None and compaction_allowed and order > 0:
+                page, _ = h.direct_compact(self, gfp, order, alloc_flags, "sync_light")
+                if page != NO_PAGE:
+                    break
+            if gfp & GFP_F_NORETRY:
+                break
+            if costly and not (compaction_allowed and (gfp & GFP_F_RETRY_MAYFAIL)):
+                break
+            # should_reclaim_retry(): no reclaimable pages are modelled yet, so only a forced
+            # highatomic unreserve can make another round worthwhile.
+            no_progress_loops = 0 if (reclaimed and order <= PAGE_ALLOC_COSTLY_ORDER) else (
+                no_progress_loops + 1
+            )
+            if no_progress_loops <= 16 and reclaimed:
+                continue
+            if self._unreserve_highatomic(gfp, nid, True):
+                continue
+            # __alloc_pages_may_oom(): last attempt at the high watermark
+            page = attempt(I.ALLOC_WMARK_HIGH | I.ALLOC_CPUSET)
+            if page != NO_PAGE:
+                break
+            if (
+                h.oom_kill is not None
+                and order <= PAGE_ALLOC_COSTLY_ORDER
+                and not (gfp & (GFP_F_RETRY_MAYFAIL | GFP_F_THISNODE))
+                and h.oom_kill(self, gfp, order)
+            ):
+                continue
+            if gfp & GFP_F_NOFAIL:
+                page = attempt(I.ALLOC_MIN_RESERVE | I.ALLOC_CPUSET)
+                if page != NO_PAGE:
+                    break
+            break
+        if page == NO_PAGE:
+            return self._fail(gfp, order, mt)
+        self._trace_alloc(page, order, mt, gfp)
+        return page
+
+    def _unreserve_highatomic(self, gfp: int, nid: int, force: bool) -> bool:
+        return self._one(I.OP_UNRESERVE_HIGHATOMIC, 1 if force else 0, gfp, -1, 0, nid) == 1
+
+    def _fail(self, gfp: int, order: int, mt: int) -> int:
+        self.state.vm[I.VM_PGALLOC_FAIL] += 1
+        self._trace_alloc(NO_PAGE, order, mt, gfp)
+        return NO_PAGE
+
+    def _trace_alloc(self, pfn: int, order: int, mt: int, gfp: int) -> None:
+        st = self.state
+        if not (st.prm[I.P_TRACE] >> I.TP_MM_PAGE_ALLOC) & 1:
+            return
+        i = int(st.prm[I.P_TPOS])
+        st.prm[I.P_SEQ] += 1
+        if i < st.tbuf.shape[0]:
+            st.tbuf[i] = (I.TP_MM_PAGE_ALLOC | (int(st.prm[I.P_CPU]) << 16), st.prm[I.P_NOW],
+                          pfn, order, mt, gfp, 0, 0)
+            st.prm[I.P_TPOS] = i + 1
+
+    # ------------------------------------------------------------------ views
+    def zone_names(self) -> list[str]:
+        return [self.zone_name(z) for z in range(self.state.zs.shape[0])]
+
+    def describe(self) -> str:
+        zs = self.state.zs
+        lines = [f"machine {self.profile.name}: {self.max_pfn} pfns, {self.nr_cpus} cpus, "
+                 f"pageblock_order {self.pageblock_order}, min_free_kbytes {self.min_free_kbytes}"]
+        for z in self.populated_zones():
+            lines.append(
+                f"  node {zs[z, I.ZF_NODE]} {self.zone_name(z):>8}: "
+                f"pfn [{zs[z, I.ZF_START]:#x}, {zs[z, I.ZF_END]:#x}) managed {zs[z, I.ZF_MANAGED]}"
+                f" min/low/high {zs[z, I.ZF_WMARK_MIN]}/{zs[z, I.ZF_WMARK_LOW]}/"
+                f"{zs[z, I.ZF_WMARK_HIGH]}"
+            )
+        return "\n".join(lines)

@@ -1,0 +1,1204 @@
+"""The buddy page allocator. Models mm/page_alloc.c of Linux 6.1.192: free lists, expand,
+__free_one_page, the fallback/steal rules, highatomic reserves, CMA, per-CPU page lists, the
+watermark checks and the allocation fast path, compiled with numba. Every function names the kernel
+function it models.
+
+The hot path (a pcp hit on allocation, a pcp add on free) is written inline in ``run_events``;
+everything else is a helper taking the borrowed ``State`` (fragsim/mm/_numba.py says why). The
+slow path (``__alloc_pages_slowpath``), watermark set-up and the per-operation API are Python, in
+fragsim/mm/machine.py, because they run rarely and later issues plug reclaim and compaction in.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from fragsim.mm._numba import borrow, njit
+from fragsim.mm.gfp import (
+    __GFP_ATOMIC,
+    __GFP_KSWAPD_RECLAIM,
+    GFP_MOVABLE_MASK,
+    GFP_MOVABLE_SHIFT,
+    GFP_ZONEMASK,
+)
+from fragsim.mm.internal import (
+    ALLOC_CMA,
+    ALLOC_HIGHATOMIC,
+    ALLOC_KSWAPD,
+    ALLOC_MIN_RESERVE,
+    ALLOC_NO_WATERMARKS,
+    ALLOC_NOFRAGMENT,
+    ALLOC_NON_BLOCK,
+    ALLOC_OOM,
+    ALLOC_RESERVES,
+    ALLOC_WMARK_LOW,
+    ALLOC_WMARK_MASK,
+    ALLOC_WMARK_MIN,
+    EV_ARG,
+    EV_CPU,
+    EV_FLAGS,
+    EV_GFP,
+    EV_NID,
+    EV_OP,
+    EV_ORDER,
+    FPI_NONE,
+    FPI_TO_TAIL,
+    MAX_NR_ZONES,
+    ND_KSWAPD_HIGHEST_ZONEIDX,
+    ND_KSWAPD_ORDER,
+    ND_KSWAPD_WAKEUPS,
+    OP_ALLOC,
+    OP_DRAIN_ALL,
+    OP_FREE_HANDLE,
+    OP_FREE_PFN,
+    OP_GET_PAGE_FROM_FREELIST,
+    OP_UNRESERVE_HIGHATOMIC,
+    P_BOOST_FACTOR,
+    P_CONFIG_CMA,
+    P_CPU,
+    P_GFPZONE,
+    P_GROUPING_DISABLED,
+    P_NOW,
+    P_NR_CPUS,
+    P_NR_ONLINE_NODES,
+    P_NR_PCP_LISTS,
+    P_PAGEBLOCK_ORDER,
+    P_PCP_BATCH_SCALE_MAX,
+    P_PCP_MAX_ORDER,
+    P_PCP_THP,
+    P_SEQ,
+    P_TPOS,
+    P_TRACE,
+    P_ZONE_DMA32,
+    P_ZONE_DMA32_IDX,
+    P_ZONE_NORMAL_IDX,
+    PCP_BATCH,
+    PCP_COUNT,
+    PCP_FREE_FACTOR,
+    PCP_HIGH,
+    RUN_DONE,
+    RUN_EBADORDER,
+    RUN_EHANDLE,
+    RUN_ENOTALLOC,
+    RUN_EOUTSIDE,
+    RUN_EWRONGORDER,
+    RUN_SLOWPATH,
+    RUN_TRACE_FULL,
+    TB_A,
+    TB_B,
+    TB_C,
+    TB_D,
+    TB_ID,
+    TB_ORDER,
+    TB_PFN,
+    TB_TIME,
+    TP_MM_PAGE_ALLOC,
+    TP_MM_PAGE_ALLOC_EXTFRAG,
+    TP_MM_PAGE_ALLOC_ZONE_LOCKED,
+    TP_MM_PAGE_FREE,
+    TP_MM_PAGE_PCPU_DRAIN,
+    ZF_BOOST,
+    ZF_END,
+    ZF_FLAGS,
+    ZF_FREE_SENT,
+    ZF_LOWMEM_RESERVE,
+    ZF_MANAGED,
+    ZF_NODE,
+    ZF_NR_FREE_CMA,
+    ZF_NR_FREE_PAGES,
+    ZF_NR_ISOLATE_PAGEBLOCK,
+    ZF_NR_RESERVED_HIGHATOMIC,
+    ZF_PCP_SENT,
+    ZF_PGALLOC,
+    ZF_START,
+    ZF_WMARK_HIGH,
+    ZF_WMARK_LOW,
+    ZF_WMARK_MIN,
+    ZF_ZIDX,
+    ZONE_BOOSTED_WATERMARK,
+    ZONE_RECLAIM_ACTIVE,
+    State,
+)
+from fragsim.mm.mmzone import (
+    MAX_ORDER,
+    MIGRATE_CMA,
+    MIGRATE_HIGHATOMIC,
+    MIGRATE_ISOLATE,
+    MIGRATE_MOVABLE,
+    MIGRATE_PCPTYPES,
+    MIGRATE_RECLAIMABLE,
+    MIGRATE_TYPES,
+    MIGRATE_UNMOVABLE,
+    PAGE_ALLOC_COSTLY_ORDER,
+    PB_MIGRATE_SKIP,
+    PB_MIGRATETYPE_MASK,
+)
+from fragsim.mm.page import PG_buddy, PG_lru, PG_movable, PG_pcp, PG_reserved
+
+# fallbacks[] (mm/page_alloc.c, 6.1): two fallback types per pcp type, MIGRATE_TYPES ends a row.
+FALLBACKS = np.array(
+    [
+        [MIGRATE_RECLAIMABLE, MIGRATE_MOVABLE, MIGRATE_TYPES],
+        [MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE, MIGRATE_TYPES],
+        [MIGRATE_UNMOVABLE, MIGRATE_MOVABLE, MIGRATE_TYPES],
+    ],
+    dtype=np.int64,
+)
+NR_LOWORDER_PCP_LISTS = MIGRATE_PCPTYPES * (PAGE_ALLOC_COSTLY_ORDER + 1)
+NO_PAGE = -1
+
+
+@njit
+def borrow_state(st: State) -> State:
+    """The state with every array borrowed (fragsim/mm/_numba.py), for one compiled call."""
+    return State(
+        borrow(st.nxt),
+        borrow(st.prv),
+        borrow(st.flags),
+        borrow(st.order),
+        borrow(st.pcpmt),
+        borrow(st.refcount),
+        borrow(st.owner),
+        borrow(st.zoneid),
+        borrow(st.pb),
+        borrow(st.zs),
+        borrow(st.nr_free),
+        borrow(st.pcp),
+        borrow(st.nd),
+        borrow(st.vm),
+        borrow(st.zonelist),
+        borrow(st.prm),
+        borrow(st.tbuf),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# include/linux/list.h on the pfn-indexed link arrays
+# ---------------------------------------------------------------------------------------------
+
+
+@njit
+def list_add(nxt: Any, prv: Any, node: int, head: int) -> None:
+    """list_add(): insert after the head."""
+    first = nxt[head]
+    nxt[node] = first
+    prv[node] = head
+    prv[first] = node
+    nxt[head] = node
+
+
+@njit
+def list_add_tail(nxt: Any, prv: Any, node: int, head: int) -> None:
+    """list_add_tail(): insert before the head."""
+    last = prv[head]
+    nxt[node] = head
+    prv[node] = last
+    nxt[last] = node
+    prv[head] = node
+
+
+@njit
+def list_del(nxt: Any, prv: Any, node: int) -> None:
+    """list_del(): unlink; the node's own links are poisoned with -1."""
+    n = nxt[node]
+    p = prv[node]
+    nxt[p] = n
+    prv[n] = p
+    nxt[node] = -1
+    prv[node] = -1
+
+
+# ---------------------------------------------------------------------------------------------
+# tracepoints (include/trace/events/kmem.h)
+# ---------------------------------------------------------------------------------------------
+
+
+@njit
+def trace(s: State, tp: int, pfn: int, order: int, a: int, b: int, c: int, d: int) -> None:
+    """Record one tracepoint hit if that tracepoint is enabled (one check when it is not)."""
+    if not (s.prm[P_TRACE] >> tp) & 1:
+        return
+    i = s.prm[P_TPOS]
+    s.prm[P_SEQ] += 1
+    if i >= s.tbuf.shape[0]:
+        return  # counted as lost: P_SEQ - P_TPOS
+    row = s.tbuf[i]
+    row[TB_ID] = tp | (s.prm[P_CPU] << 16)
+    row[TB_TIME] = s.prm[P_NOW]
+    row[TB_PFN] = pfn
+    row[TB_ORDER] = order
+    row[TB_A] = a
+    row[TB_B] = b
+    row[TB_C] = c
+    row[TB_D] = d
+    s.prm[P_TPOS] = i + 1
+
+
+# ---------------------------------------------------------------------------------------------
+# pageblock bitmap (mm/page_alloc.c get/set_pfnblock_flags_mask)
+# ---------------------------------------------------------------------------------------------
+
+
+@njit
+def get_pageblock_migratetype(s: State, pfn: int) -> int:
+    return int(s.pb[pfn >> s.prm[P_PAGEBLOCK_ORDER]]) & PB_MIGRATETYPE_MASK
+
+
+@njit
+def set_pageblock_migratetype(s: State, pfn: int, mt: int) -> None:
+    """set_pageblock_migratetype(): without mobility grouping, pcp types are stored UNMOVABLE."""
+    if s.prm[P_GROUPING_DISABLED] and mt < MIGRATE_PCPTYPES:
+        mt = MIGRATE_UNMOVABLE
+    i = pfn >> s.prm[P_PAGEBLOCK_ORDER]
+    s.pb[i] = (s.pb[i] & PB_MIGRATE_SKIP) | mt
+
+
+# ---------------------------------------------------------------------------------------------
+# free lists
+# ---------------------------------------------------------------------------------------------
+
+
+@njit
+def free_list(s: State, z: int, order: int, mt: int) -> int:
+    """Index of the list head of zone->free_area[order].free_list[mt]."""
+    return s.zs[z, ZF_FREE_SENT] + order * MIGRATE_TYPES + mt
+
+
+@njit
+def add_to_free_list(s: State, z: int, pfn: int, order: int, mt: int, tail: bool) -> None:
+    """add_to_free_list() / add_to_free_list_tail() with set_buddy_order()."""
+    head = free_list(s, z, order, mt)
+    if tail:
+        list_add_tail(s.nxt, s.prv, pfn, head)
+    else:
+        list_add(s.nxt, s.prv, pfn, head)
+    s.flags[pfn] |= PG_buddy
+    s.order[pfn] = order
+    s.nr_free[z, order] += 1
+
+
+@njit
+def del_page_from_free_list(s: State, z: int, pfn: int, order: int) -> None:
+    list_del(s.nxt, s.prv, pfn)
+    s.flags[pfn] &= ~PG_buddy
+    s.nr_free[z, order] -= 1
+
+
+@njit
+def move_to_free_list(s: State, z: int, pfn: int, order: int, mt: int) -> None:
+    """move_to_free_list(): list_move_tail onto the new type's list."""
+    list_del(s.nxt, s.prv, pfn)
+    list_add_tail(s.nxt, s.prv, pfn, free_list(s, z, order, mt))
+
+
+@njit
+def mod_zone_freepage_state(s: State, z: int, nr: int, mt: int) -> None:
+    """__mod_zone_freepage_state(): NR_FREE_PAGES, and NR_FREE_CMA_PAGES for CMA."""
+    s.zs[z, ZF_NR_FREE_PAGES] += nr
+    if mt == MIGRATE_CMA:
+        s.zs[z, ZF_NR_FREE_CMA] += nr
+
+
+@njit
+def find_buddy_page_pfn(s: State, pfn: int, order: int) -> int:
+    """find_buddy_page_pfn(): the buddy's pfn if it is a free block of this order in the same
+    zone (page_is_buddy()), else -1."""
+    buddy = pfn ^ (1 << order)
+    if buddy >= s.flags.shape[0]:
+        return -1
+    if not (s.flags[buddy] & PG_buddy):
+        return -1
+    if s.order[buddy] != order or s.zoneid[buddy] != s.zoneid[pfn]:
+        return -1
+    return buddy
+
+
+@njit
+def buddy_merge_likely(s: State, pfn: int, buddy_pfn: int, order: int) -> bool:
+    """buddy_merge_likely() (6.1): is the buddy of the would-be parent free at order+1?"""
+    if order >= MAX_ORDER - 2:
+        return False
+    higher = buddy_pfn & pfn
+    return find_buddy_page_pfn(s, higher, order + 1) >= 0
+
+
+@njit
+def __free_one_page(s: State, z: int, pfn: int, order: int, mt: int, fpi: int) -> None:
+    """__free_one_page() (6.1): merge with free buddies up to order MAX_ORDER-1; above
+    pageblock_order stop at a non-mergeable type; never re-type; insert at the tail if
+    FPI_TO_TAIL or buddy_merge_likely(), else at the head."""
+    if mt != MIGRATE_ISOLATE:
+        mod_zone_freepage_state(s, z, 1 << order, mt)
+    pbo = s.prm[P_PAGEBLOCK_ORDER]
+    buddy_pfn = 0
+    while order < MAX_ORDER - 1:
+        # SIMPLIFICATION point: compaction_capture() hooks in here (compaction issue)
+        b = find_buddy_page_pfn(s, pfn, order)
+        if b < 0:
+            buddy_pfn = pfn ^ (1 << order)
+            break
+        buddy_pfn = b
+        if order >= pbo:
+            buddy_mt = get_pageblock_migratetype(s, b)
+            if mt != buddy_mt and (mt >= MIGRATE_PCPTYPES or buddy_mt >= MIGRATE_PCPTYPES):
+                break
+        del_page_from_free_list(s, z, b, order)
+        pfn = b & pfn
+        order += 1
+    if fpi & FPI_TO_TAIL:
+        to_tail = True
+    else:
+        to_tail = buddy_merge_likely(s, pfn, buddy_pfn, order)
+    add_to_free_list(s, z, pfn, order, mt, to_tail)
+
+
+@njit
+def expand(s: State, z: int, pfn: int, low: int, high: int, mt: int) -> None:
+    """expand(): split a 2^high block, putting each upper half at the head of its list."""
+    size = 1 << high
+    while high > low:
+        high -= 1
+        size >>= 1
+        add_to_free_list(s, z, pfn + size, high, mt, False)
+
+
+@njit
+def pcp_allowed_order(s: State, order: int) -> bool:
+    """pcp_allowed_order(): orders <= 3, and pageblock_order with THP."""
+    if order <= s.prm[P_PCP_MAX_ORDER]:
+        return True
+    return s.prm[P_PCP_THP] != 0 and order == s.prm[P_PAGEBLOCK_ORDER]
+
+
+@njit
+def order_to_pindex(s: State, mt: int, order: int) -> int:
+    """order_to_pindex(): 3*order + mt, or the THP pair after the low-order lists."""
+    if order > PAGE_ALLOC_COSTLY_ORDER:
+        return NR_LOWORDER_PCP_LISTS + (1 if mt == MIGRATE_MOVABLE else 0)
+    return MIGRATE_PCPTYPES * order + mt
+
+
+@njit
+def pindex_to_order(s: State, pindex: int) -> int:
+    if pindex >= NR_LOWORDER_PCP_LISTS:
+        return int(s.prm[P_PAGEBLOCK_ORDER])
+    return pindex // MIGRATE_PCPTYPES
+
+
+@njit
+def __rmqueue_smallest(s: State, z: int, order: int, mt: int) -> int:
+    """__rmqueue_smallest(): the head block of the smallest non-empty list >= order, split."""
+    for current_order in range(order, MAX_ORDER):
+        head = free_list(s, z, current_order, mt)
+        pfn = s.nxt[head]
+        if pfn == head:
+            continue
+        del_page_from_free_list(s, z, pfn, current_order)
+        expand(s, z, pfn, order, current_order, mt)
+        s.pcpmt[pfn] = mt
+        trace(
+            s,
+            TP_MM_PAGE_ALLOC_ZONE_LOCKED,
+            pfn,
+            order,
+            mt,
+            1 if (pcp_allowed_order(s, order) and mt < MIGRATE_PCPTYPES) else 0,
+            0,
+            0,
+        )
+        return pfn
+    return NO_PAGE
+
+
+@njit
+def can_steal_fallback(s: State, order: int, start_mt: int) -> bool:
+    """can_steal_fallback() (6.1)."""
+    pbo = s.prm[P_PAGEBLOCK_ORDER]
+    if order >= pbo:
+        return True
+    return (
+        order >= pbo // 2
+        or start_mt == MIGRATE_RECLAIMABLE
+        or start_mt == MIGRATE_UNMOVABLE
+        or s.prm[P_GROUPING_DISABLED] != 0
+    )
+
+
+@njit
+def boost_watermark(s: State, z: int) -> bool:
+    """boost_watermark() (6.1)."""
+    factor = s.prm[P_BOOST_FACTOR]
+    if factor == 0:
+        return False
+    nr = 1 << s.prm[P_PAGEBLOCK_ORDER]
+    if nr * 4 > s.zs[z, ZF_MANAGED]:
+        return False
+    high = s.zs[z, ZF_WMARK_HIGH]
+    max_boost = (high // 10000) * factor + ((high % 10000) * factor) // 10000  # mult_frac
+    if max_boost == 0:
+        return False
+    max_boost = max(nr, max_boost)
+    s.zs[z, ZF_BOOST] = min(s.zs[z, ZF_BOOST] + nr, max_boost)
+    return True
+
+
+@njit
+def zone_spans_pfn(s: State, z: int, pfn: int) -> bool:
+    return s.zs[z, ZF_START] <= pfn < s.zs[z, ZF_END]
+
+
+@njit
+def move_freepages_block(s: State, z: int, pfn: int, mt: int) -> tuple[int, int]:
+    """move_freepages_block(): move every free block of pfn's pageblock to the tail of mt's
+    lists; returns (pages moved, pages that are PageLRU or __PageMovable)."""
+    pbo = s.prm[P_PAGEBLOCK_ORDER]
+    start = (pfn >> pbo) << pbo
+    end = start + (1 << pbo) - 1
+    if not zone_spans_pfn(s, z, start):
+        start = pfn
+    if not zone_spans_pfn(s, z, end):
+        return 0, 0
+    moved = 0
+    movable = 0
+    p = start
+    while p <= end:
+        f = s.flags[p]
+        if not (f & PG_buddy):
+            if f & (PG_lru | PG_movable):
+                movable += 1
+            p += 1
+            continue
+        o = int(s.order[p])
+        move_to_free_list(s, z, p, o, mt)
+        p += 1 << o
+        moved += 1 << o
+    return moved, movable
+
+
+@njit
+def steal_suitable_fallback(
+    s: State, z: int, pfn: int, alloc_flags: int, start_type: int, whole_block: bool
+) -> None:
+    """steal_suitable_fallback() (6.1): claim the whole pageblock when at least half of it is
+    free or alike, else move only this block (and, when allowed, the block's other free pages)."""
+    current_order = int(s.order[pfn])
+    old_block_type = get_pageblock_migratetype(s, pfn)
+    pbo = s.prm[P_PAGEBLOCK_ORDER]
+    if old_block_type == MIGRATE_HIGHATOMIC:
+        move_to_free_list(s, z, pfn, current_order, start_type)
+        return
+    if current_order >= pbo:
+        # change_pageblock_range()
+        for i in range(1 << (current_order - pbo)):
+            set_pageblock_migratetype(s, pfn + (i << pbo), start_type)
+        move_to_free_list(s, z, pfn, current_order, start_type)
+        return
+    if boost_watermark(s, z) and (alloc_flags & ALLOC_KSWAPD):
+        s.zs[z, ZF_FLAGS] |= ZONE_BOOSTED_WATERMARK
+    if not whole_block:
+        move_to_free_list(s, z, pfn, current_order, start_type)
+        return
+    free_pages, movable_pages = move_freepages_block(s, z, pfn, start_type)
+    if start_type == MIGRATE_MOVABLE:
+        alike_pages = movable_pages
+    elif old_block_type == MIGRATE_MOVABLE:
+        alike_pages = (1 << pbo) - (free_pages + movable_pages)
+    else:
+        alike_pages = 0
+    if free_pages == 0:
+        move_to_free_list(s, z, pfn, current_order, start_type)
+        return
+    if free_pages + alike_pages >= (1 << (pbo - 1)) or s.prm[P_GROUPING_DISABLED]:
+        set_pageblock_migratetype(s, pfn, start_type)
+
+
+@njit
+def find_suitable_fallback(
+    s: State, z: int, order: int, migratetype: int, only_stealable: bool
+) -> tuple[int, bool]:
+    """find_suitable_fallback() (6.1): (fallback type or -1, can_steal)."""
+    if s.nr_free[z, order] == 0:
+        return -1, False
+    can_steal = False
+    for i in range(3):
+        fallback_mt = FALLBACKS[migratetype, i]
+        if fallback_mt == MIGRATE_TYPES:
+            break
+        head = free_list(s, z, order, fallback_mt)
+        if s.nxt[head] == head:
+            continue
+        if can_steal_fallback(s, order, migratetype):
+            can_steal = True
+        if not only_stealable:
+            return fallback_mt, can_steal
+        if can_steal:
+            return fallback_mt, can_steal
+    return -1, can_steal
+
+
+@njit
+def __rmqueue_fallback(s: State, z: int, order: int, start_mt: int, alloc_flags: int) -> bool:
+    """__rmqueue_fallback() (6.1): take the largest block of a fallback type (the smallest one
+    for MOVABLE requests that cannot steal), steal it and trace mm_page_alloc_extfrag."""
+    pbo = s.prm[P_PAGEBLOCK_ORDER]
+    min_order = order
+    if order < pbo and (alloc_flags & ALLOC_NOFRAGMENT):
+        min_order = pbo
+    current_order = MAX_ORDER - 1
+    fallback_mt = -1
+    can_steal = False
+    found = False
+    while current_order >= min_order:
+        fallback_mt, can_steal = find_suitable_fallback(s, z, current_order, start_mt, False)
+        if fallback_mt == -1:
+            current_order -= 1
+            continue
+        if not can_steal and start_mt == MIGRATE_MOVABLE and current_order > order:
+            # find_smallest
+            current_order = order
+            while current_order < MAX_ORDER:
+                fallback_mt, can_steal = find_suitable_fallback(
+                    s, z, current_order, start_mt, False
+                )
+                if fallback_mt != -1:
+                    break
+                current_order += 1
+        found = True
+        break
+    if not found:
+        return False
+    page = s.nxt[free_list(s, z, current_order, fallback_mt)]
+    steal_suitable_fallback(s, z, page, alloc_flags, start_mt, can_steal)
+    trace(
+        s,
+        TP_MM_PAGE_ALLOC_EXTFRAG,
+        page,
+        order,
+        current_order,
+        start_mt,
+        fallback_mt,
+        1 if get_pageblock_migratetype(s, page) == start_mt else 0,
+    )
+    return True
+
+
+@njit
+def __rmqueue(s: State, z: int, order: int, mt: int, alloc_flags: int) -> int:
+    """__rmqueue() (6.1): CMA balancing, the requested type, CMA, then fallback and retry."""
+    if s.prm[P_CONFIG_CMA] and (alloc_flags & ALLOC_CMA):
+        if s.zs[z, ZF_NR_FREE_CMA] > s.zs[z, ZF_NR_FREE_PAGES] // 2:
+            page = __rmqueue_smallest(s, z, order, MIGRATE_CMA)
+            if page != NO_PAGE:
+                return page
+    while True:
+        page = __rmqueue_smallest(s, z, order, mt)
+        if page != NO_PAGE:
+            return page
+        if alloc_flags & ALLOC_CMA:
+            page = __rmqueue_smallest(s, z, order, MIGRATE_CMA)
+            if page != NO_PAGE:
+                return page
+        if not __rmqueue_fallback(s, z, order, mt, alloc_flags):
+            return NO_PAGE
+
+
+@njit
+def pcp_list(s: State, z: int, cpu: int, pindex: int) -> int:
+    return s.zs[z, ZF_PCP_SENT] + cpu * s.prm[P_NR_PCP_LISTS] + pindex
+
+
+@njit
+def rmqueue_bulk(
+    s: State, z: int, order: int, count: int, head: int, mt: int, alloc_flags: int
+) -> int:
+    """rmqueue_bulk(): take up to count blocks with __rmqueue(), each to the tail of the list."""
+    i = 0
+    while i < count:
+        page = __rmqueue(s, z, order, mt, alloc_flags)
+        if page == NO_PAGE:
+            break
+        list_add_tail(s.nxt, s.prv, page, head)
+        s.flags[page] |= PG_pcp
+        s.order[page] = order
+        if s.pcpmt[page] == MIGRATE_CMA:
+            s.zs[z, ZF_NR_FREE_CMA] -= 1 << order
+        i += 1
+    s.zs[z, ZF_NR_FREE_PAGES] -= i << order
+    return i
+
+
+@njit
+def free_pcppages_bulk(s: State, z: int, cpu: int, count: int, pindex: int) -> None:
+    """free_pcppages_bulk() (6.1): starting at pindex, empty one list from its tail (coldest)
+    before moving round-robin to the next non-empty list."""
+    pc = s.pcp[z, cpu]
+    nlists = s.prm[P_NR_PCP_LISTS]
+    count = min(pc[PCP_COUNT], count)
+    min_pindex = 0
+    max_pindex = nlists - 1
+    pindex = pindex - 1
+    isolated = s.zs[z, ZF_NR_ISOLATE_PAGEBLOCK] > 0
+    base = pcp_list(s, z, cpu, 0)
+    while count > 0:
+        while True:
+            pindex += 1
+            if pindex > max_pindex:
+                pindex = min_pindex
+            head = base + pindex
+            if s.nxt[head] != head:
+                break
+            if pindex == max_pindex:
+                max_pindex -= 1
+            if pindex == min_pindex:
+                min_pindex += 1
+        order = pindex_to_order(s, pindex)
+        nr_pages = 1 << order
+        while True:
+            page = s.prv[head]
+            mt = int(s.pcpmt[page])
+            list_del(s.nxt, s.prv, page)
+            s.flags[page] &= ~PG_pcp
+            count -= nr_pages
+            pc[PCP_COUNT] -= nr_pages
+            if isolated:
+                mt = get_pageblock_migratetype(s, page)
+            __free_one_page(s, z, page, order, mt, FPI_NONE)
+            trace(s, TP_MM_PAGE_PCPU_DRAIN, page, order, mt, 0, 0, 0)
+            if count <= 0 or s.nxt[head] == head:
+                break
+
+
+@njit
+def drain_pages_zone(s: State, z: int, cpu: int) -> None:
+    """drain_pages_zone(): flush one CPU's pcp lists of a zone, batch << SCALE_MAX at a time."""
+    pc = s.pcp[z, cpu]
+    while pc[PCP_COUNT] > 0:
+        to_drain = min(pc[PCP_COUNT], pc[PCP_BATCH] << s.prm[P_PCP_BATCH_SCALE_MAX])
+        free_pcppages_bulk(s, z, cpu, to_drain, 0)
+
+
+@njit
+def drain_all_pages(s: State) -> None:
+    """drain_all_pages(NULL): every zone's pcp lists on every CPU."""
+    for cpu in range(s.prm[P_NR_CPUS]):
+        for z in range(s.zs.shape[0]):
+            drain_pages_zone(s, z, cpu)
+
+
+@njit
+def free_one_page(s: State, z: int, pfn: int, order: int, mt: int, fpi: int) -> None:
+    """free_one_page() / __free_pages_ok(): straight to the buddy, re-reading the pageblock's
+    type when the zone has isolated pageblocks."""
+    if s.zs[z, ZF_NR_ISOLATE_PAGEBLOCK] > 0 or mt == MIGRATE_ISOLATE:
+        mt = get_pageblock_migratetype(s, pfn)
+    __free_one_page(s, z, pfn, order, mt, fpi)
+
+
+@njit
+def nr_pcp_free(pc: Any, high: int, batch: int, free_high: bool, scale_max: int) -> int:
+    """nr_pcp_free() (6.1)."""
+    if free_high:
+        return int(pc[PCP_COUNT])
+    if high < batch:
+        return 1
+    min_nr_free = batch
+    max_nr_free = high - batch
+    batch <<= pc[PCP_FREE_FACTOR]
+    if batch < max_nr_free and pc[PCP_FREE_FACTOR] < scale_max:
+        pc[PCP_FREE_FACTOR] += 1
+    return max(min_nr_free, min(batch, max_nr_free))
+
+
+@njit
+def free_unref_page_commit_flush(s: State, z: int, cpu: int, order: int, pindex: int) -> None:
+    """The tail of free_unref_page_commit(): flush when the list count reaches nr_pcp_high()."""
+    pc = s.pcp[z, cpu]
+    free_high = pc[PCP_FREE_FACTOR] != 0 and order != 0 and order <= PAGE_ALLOC_COSTLY_ORDER
+    high = pc[PCP_HIGH]
+    if high == 0 or free_high:
+        high = 0
+    elif s.zs[z, ZF_FLAGS] & ZONE_RECLAIM_ACTIVE:
+        high = min(pc[PCP_BATCH] << 2, high)
+    if pc[PCP_COUNT] >= high:
+        n = nr_pcp_free(pc, high, pc[PCP_BATCH], free_high, s.prm[P_PCP_BATCH_SCALE_MAX])
+        free_pcppages_bulk(s, z, cpu, n, pindex)
+
+
+@njit
+def zone_watermark_unusable_free(s: State, z: int, order: int, alloc_flags: int) -> int:
+    """__zone_watermark_unusable_free() (6.1)."""
+    unusable = (1 << order) - 1
+    if not (alloc_flags & ALLOC_RESERVES):
+        unusable += s.zs[z, ZF_NR_RESERVED_HIGHATOMIC]
+    if s.prm[P_CONFIG_CMA] and not (alloc_flags & ALLOC_CMA):
+        unusable += s.zs[z, ZF_NR_FREE_CMA]
+    return unusable
+
+
+@njit
+def __zone_watermark_ok(
+    s: State, z: int, order: int, mark: int, highest_zoneidx: int, alloc_flags: int, free: int
+) -> bool:
+    """__zone_watermark_ok() (6.1)."""
+    mn = mark
+    free -= zone_watermark_unusable_free(s, z, order, alloc_flags)
+    if alloc_flags & ALLOC_RESERVES:
+        if alloc_flags & ALLOC_MIN_RESERVE:
+            mn -= mn // 2
+            if alloc_flags & ALLOC_NON_BLOCK:
+                mn -= mn // 4
+        if alloc_flags & ALLOC_OOM:
+            mn -= mn // 2
+    if free <= mn + s.zs[z, ZF_LOWMEM_RESERVE + highest_zoneidx]:
+        return False
+    if order == 0:
+        return True
+    for o in range(order, MAX_ORDER):
+        if s.nr_free[z, o] == 0:
+            continue
+        for mt in range(MIGRATE_PCPTYPES):
+            head = free_list(s, z, o, mt)
+            if s.nxt[head] != head:
+                return True
+        if s.prm[P_CONFIG_CMA] and (alloc_flags & ALLOC_CMA):
+            head = free_list(s, z, o, MIGRATE_CMA)
+            if s.nxt[head] != head:
+                return True
+        if alloc_flags & (ALLOC_HIGHATOMIC | ALLOC_OOM):
+            head = free_list(s, z, o, MIGRATE_HIGHATOMIC)
+            if s.nxt[head] != head:
+                return True
+    return False
+
+
+@njit
+def wmark_pages(s: State, z: int, wmark: int) -> int:
+    """wmark_pages(): the stored mark plus the boost."""
+    return int(s.zs[z, ZF_WMARK_MIN + wmark] + s.zs[z, ZF_BOOST])
+
+
+@njit
+def zone_watermark_fast(
+    s: State, z: int, order: int, mark: int, highest_zoneidx: int, alloc_flags: int, gfp: int
+) -> bool:
+    """zone_watermark_fast() (6.1), including the unboosted retry for __GFP_ATOMIC order 0."""
+    free = s.zs[z, ZF_NR_FREE_PAGES]
+    if order == 0:
+        reserved = zone_watermark_unusable_free(s, z, 0, alloc_flags)
+        usable = free - min(free, reserved)
+        if usable > mark + s.zs[z, ZF_LOWMEM_RESERVE + highest_zoneidx]:
+            return True
+    if __zone_watermark_ok(s, z, order, mark, highest_zoneidx, alloc_flags, free):
+        return True
+    if (
+        order == 0
+        and (gfp & __GFP_ATOMIC)
+        and s.zs[z, ZF_BOOST] != 0
+        and (alloc_flags & ALLOC_WMARK_MASK) == ALLOC_WMARK_MIN
+    ):
+        mark = int(s.zs[z, ZF_WMARK_MIN])
+        return __zone_watermark_ok(s, z, order, mark, highest_zoneidx, alloc_flags, free)
+    return False
+
+
+@njit
+def wakeup_kswapd(s: State, z: int, order: int, highest_zoneidx: int) -> None:
+    """wakeup_kswapd(): record the request on the node; the engine runs kswapd (reclaim issue).
+
+    SIMPLIFICATION: the "node already balanced" and kswapd_failures checks are left to kswapd."""
+    node = s.zs[z, ZF_NODE]
+    if s.nd[node, ND_KSWAPD_ORDER] < order:
+        s.nd[node, ND_KSWAPD_ORDER] = order
+    if (
+        s.nd[node, ND_KSWAPD_HIGHEST_ZONEIDX] < 0
+        or s.nd[node, ND_KSWAPD_HIGHEST_ZONEIDX] > highest_zoneidx
+    ):
+        s.nd[node, ND_KSWAPD_HIGHEST_ZONEIDX] = highest_zoneidx
+    s.nd[node, ND_KSWAPD_WAKEUPS] += 1
+
+
+@njit
+def rmqueue_buddy(s: State, z: int, order: int, alloc_flags: int, mt: int) -> int:
+    """rmqueue_buddy() (6.1): HIGHATOMIC first for ALLOC_HIGHATOMIC, then __rmqueue(), then
+    HIGHATOMIC for ALLOC_OOM|ALLOC_NON_BLOCK."""
+    page = NO_PAGE
+    if alloc_flags & ALLOC_HIGHATOMIC:
+        page = __rmqueue_smallest(s, z, order, MIGRATE_HIGHATOMIC)
+    if page == NO_PAGE:
+        page = __rmqueue(s, z, order, mt, alloc_flags)
+        if page == NO_PAGE and (alloc_flags & (ALLOC_OOM | ALLOC_NON_BLOCK)):
+            page = __rmqueue_smallest(s, z, order, MIGRATE_HIGHATOMIC)
+        if page == NO_PAGE:
+            return NO_PAGE
+    mod_zone_freepage_state(s, z, -(1 << order), int(s.pcpmt[page]))
+    s.zs[z, ZF_PGALLOC] += 1 << order
+    return page
+
+
+@njit
+def pcp_pop(s: State, z: int, cpu: int, order: int, mt: int, alloc_flags: int) -> int:
+    """rmqueue_pcplist() / __rmqueue_pcplist() (6.1): refill an empty list with rmqueue_bulk()
+    (batch, or max(batch >> order, 2)), then take the head."""
+    pc = s.pcp[z, cpu]
+    pc[PCP_FREE_FACTOR] >>= 1
+    head = pcp_list(s, z, cpu, order_to_pindex(s, mt, order))
+    if s.nxt[head] == head:
+        batch = pc[PCP_BATCH]
+        if batch > 1:
+            batch = max(batch >> order, 2)
+        alloced = rmqueue_bulk(s, z, order, batch, head, mt, alloc_flags)
+        pc[PCP_COUNT] += alloced << order
+        if s.nxt[head] == head:
+            return NO_PAGE
+    page = s.nxt[head]
+    list_del(s.nxt, s.prv, page)
+    s.flags[page] &= ~PG_pcp
+    pc[PCP_COUNT] -= 1 << order
+    s.zs[z, ZF_PGALLOC] += 1 << order
+    return page
+
+
+@njit
+def rmqueue(s: State, z: int, cpu: int, order: int, gfp: int, alloc_flags: int, mt: int) -> int:
+    """rmqueue() (6.1): pcp lists for pcp orders (skipped by a MOVABLE request without ALLOC_CMA
+    on CMA kernels), else rmqueue_buddy(); then the ZONE_BOOSTED_WATERMARK kswapd wake-up."""
+    page = NO_PAGE
+    if pcp_allowed_order(s, order):
+        if not s.prm[P_CONFIG_CMA] or (alloc_flags & ALLOC_CMA) or mt != MIGRATE_MOVABLE:
+            page = pcp_pop(s, z, cpu, order, mt, alloc_flags)
+    if page == NO_PAGE:
+        page = rmqueue_buddy(s, z, order, alloc_flags, mt)
+    if s.zs[z, ZF_FLAGS] & ZONE_BOOSTED_WATERMARK:
+        s.zs[z, ZF_FLAGS] &= ~ZONE_BOOSTED_WATERMARK
+        wakeup_kswapd(s, z, 0, s.zs[z, ZF_ZIDX])
+    return page
+
+
+@njit
+def reserve_highatomic_pageblock(s: State, z: int, pfn: int) -> None:
+    """reserve_highatomic_pageblock() (6.1): up to managed/100 + one pageblock."""
+    nr = 1 << s.prm[P_PAGEBLOCK_ORDER]
+    max_managed = s.zs[z, ZF_MANAGED] // 100 + nr
+    if s.zs[z, ZF_NR_RESERVED_HIGHATOMIC] >= max_managed:
+        return
+    mt = get_pageblock_migratetype(s, pfn)
+    if mt < MIGRATE_PCPTYPES:
+        s.zs[z, ZF_NR_RESERVED_HIGHATOMIC] += nr
+        set_pageblock_migratetype(s, pfn, MIGRATE_HIGHATOMIC)
+        move_freepages_block(s, z, pfn, MIGRATE_HIGHATOMIC)
+
+
+@njit
+def unreserve_highatomic_pageblock(
+    s: State, nid: int, highest_zoneidx: int, migratetype: int, force: bool
+) -> bool:
+    """unreserve_highatomic_pageblock() (6.1)."""
+    nr = 1 << s.prm[P_PAGEBLOCK_ORDER]
+    zl = s.zonelist[nid, highest_zoneidx]
+    for k in range(zl.shape[0]):
+        z = zl[k]
+        if z < 0:
+            break
+        if not force and s.zs[z, ZF_NR_RESERVED_HIGHATOMIC] <= nr:
+            continue
+        for order in range(MAX_ORDER):
+            head = free_list(s, z, order, MIGRATE_HIGHATOMIC)
+            page = s.nxt[head]
+            if page == head:
+                continue
+            if get_pageblock_migratetype(s, page) == MIGRATE_HIGHATOMIC:
+                s.zs[z, ZF_NR_RESERVED_HIGHATOMIC] -= min(nr, s.zs[z, ZF_NR_RESERVED_HIGHATOMIC])
+            set_pageblock_migratetype(s, page, migratetype)
+            moved, _ = move_freepages_block(s, z, page, migratetype)
+            if moved:
+                return True
+    return False
+
+
+@njit
+def alloc_flags_nofragment(s: State, z: int, gfp: int) -> int:
+    """alloc_flags_nofragment() (6.1): ALLOC_KSWAPD, plus ALLOC_NOFRAGMENT when the preferred zone
+    is ZONE_NORMAL on a CONFIG_ZONE_DMA32 kernel (and, on NUMA, its node's DMA32 is populated)."""
+    alloc_flags = ALLOC_KSWAPD if (gfp & __GFP_KSWAPD_RECLAIM) else 0
+    if not s.prm[P_ZONE_DMA32] or z < 0:
+        return alloc_flags
+    if s.zs[z, ZF_ZIDX] != s.prm[P_ZONE_NORMAL_IDX]:
+        return alloc_flags
+    if s.prm[P_NR_ONLINE_NODES] > 1:
+        dma32 = z - s.zs[z, ZF_ZIDX] + s.prm[P_ZONE_DMA32_IDX]
+        if s.zs[dma32, ZF_MANAGED] == 0 and s.zs[dma32, ZF_END] == s.zs[dma32, ZF_START]:
+            return alloc_flags
+    return alloc_flags | ALLOC_NOFRAGMENT
+
+
+@njit
+def get_page_from_freelist(
+    s: State, gfp: int, order: int, alloc_flags: int, nid: int, highest_zoneidx: int, mt: int,
+    cpu: int,
+) -> int:
+    """get_page_from_freelist() (6.1): walk the zonelist, check zone_watermark_fast() at the
+    requested mark, rmqueue(); reserve a highatomic block after an ALLOC_HIGHATOMIC success;
+    retry once without ALLOC_NOFRAGMENT. Returns the pfn or -1.
+
+    SIMPLIFICATION: no cpusets, no dirty limits, no node_reclaim."""
+    zl = s.zonelist[nid, highest_zoneidx]
+    while True:
+        no_fallback = (alloc_flags & ALLOC_NOFRAGMENT) != 0
+        restart = False
+        preferred = zl[0]
+        for k in range(zl.shape[0]):
+            z = zl[k]
+            if z < 0:
+                break
+            if no_fallback and s.prm[P_NR_ONLINE_NODES] > 1 and z != preferred:
+                if s.zs[z, ZF_NODE] != s.zs[preferred, ZF_NODE]:
+                    alloc_flags &= ~ALLOC_NOFRAGMENT
+                    restart = True
+                    break
+            mark = wmark_pages(s, z, alloc_flags & ALLOC_WMARK_MASK)
+            if not zone_watermark_fast(s, z, order, mark, highest_zoneidx, alloc_flags, gfp):
+                if not (alloc_flags & ALLOC_NO_WATERMARKS):
+                    continue
+            page = rmqueue(s, z, cpu, order, gfp, alloc_flags, mt)
+            if page != NO_PAGE:
+                if alloc_flags & ALLOC_HIGHATOMIC:
+                    reserve_highatomic_pageblock(s, z, page)
+                return page
+        if restart:
+            continue
+        if no_fallback:
+            alloc_flags &= ~ALLOC_NOFRAGMENT
+            continue
+        return NO_PAGE
+
+
+@njit
+def prep_new_page(s: State, pfn: int, order: int, handle: int) -> None:
+    """prep_new_page(): the block's head gets refcount 1, its order and the owner handle."""
+    s.refcount[pfn] = 1
+    s.order[pfn] = order
+    s.owner[pfn] = handle
+
+
+@njit
+def fast_alloc_flags(s: State, gfp: int, mt: int, z: int) -> int:
+    """__alloc_pages(): ALLOC_WMARK_LOW | gfp_to_alloc_flags_cma() | alloc_flags_nofragment()."""
+    alloc_flags = ALLOC_WMARK_LOW | alloc_flags_nofragment(s, z, gfp)
+    if s.prm[P_CONFIG_CMA] and mt == MIGRATE_MOVABLE:
+        alloc_flags |= ALLOC_CMA
+    return alloc_flags
+
+
+@njit
+def gfp_zone(s: State, gfp: int) -> int:
+    """gfp_zone(): the zone index (in a node) of the highest zone the request may use."""
+    return int(s.prm[P_GFPZONE + (gfp & GFP_ZONEMASK)])
+
+
+@njit
+def gfp_migratetype(s: State, gfp: int) -> int:
+    if s.prm[P_GROUPING_DISABLED]:
+        return MIGRATE_UNMOVABLE
+    return (gfp & GFP_MOVABLE_MASK) >> GFP_MOVABLE_SHIFT
+
+
+@njit
+def check_free(s: State, pfn: int, order: int) -> int:
+    """free_pages_check(): 0 if pfn is the head of an allocated block of this order."""
+    if order < 0 or order >= MAX_ORDER:
+        return RUN_EBADORDER
+    if pfn < 0 or pfn >= s.flags.shape[0] or s.zoneid[pfn] < 0:
+        return RUN_EOUTSIDE
+    f = s.flags[pfn]
+    if s.refcount[pfn] <= 0 or (f & (PG_buddy | PG_pcp | PG_reserved)):
+        return RUN_ENOTALLOC
+    if s.order[pfn] != order:
+        return RUN_EWRONGORDER
+    return 0
+
+
+@njit
+def run_events(st: State, ev: Any, start: int, handles: Any, out: Any) -> tuple[int, int]:
+    """Process the event rows ev[start:] (fragsim/mm/internal.py EV_*/OP_*) in order.
+
+    Allocations run __alloc_pages()'s fast path; an allocation the fast path cannot satisfy
+    stops the batch with RUN_SLOWPATH so that the caller runs the slow path. ``handles`` maps a
+    handle to the pfn of its block (-1: none); ``out[i]`` gets each event's resulting pfn.
+    Returns (status, index of the event where processing stopped)."""
+    s = borrow_state(st)
+    n = ev.shape[0]
+    tracing = s.prm[P_TRACE] != 0
+    tmargin = s.tbuf.shape[0] // 2
+    for i in range(start, n):
+        if tracing and s.prm[P_TPOS] > tmargin:
+            return RUN_TRACE_FULL, i
+        op = ev[i, EV_OP]
+        order = int(ev[i, EV_ORDER])
+        cpu = int(ev[i, EV_CPU])
+        s.prm[P_CPU] = cpu
+        if op == OP_ALLOC or op == OP_GET_PAGE_FROM_FREELIST:
+            if order < 0 or order >= MAX_ORDER:
+                return RUN_EBADORDER, i
+            gfp = int(ev[i, EV_GFP])
+            nid = int(ev[i, EV_NID])
+            hz = gfp_zone(s, gfp)
+            mt = gfp_migratetype(s, gfp)
+            z = s.zonelist[nid, hz, 0] if hz >= 0 else -1
+            page = NO_PAGE
+            if op == OP_GET_PAGE_FROM_FREELIST:
+                if z >= 0:
+                    page = get_page_from_freelist(
+                        s, gfp, order, int(ev[i, EV_FLAGS]), nid, hz, mt, cpu
+                    )
+            elif z >= 0:
+                alloc_flags = fast_alloc_flags(s, gfp, mt, z)
+                # Inline the common case of get_page_from_freelist(): the preferred zone passes
+                # the order-0 watermark test and its pcp list has a block.
+                pindex = order_to_pindex(s, mt, order)
+                head = pcp_list(s, z, cpu, pindex)
+                if (
+                    order == 0
+                    and s.nxt[head] != head
+                    and not (s.zs[z, ZF_FLAGS] & ZONE_BOOSTED_WATERMARK)
+                    and (not s.prm[P_CONFIG_CMA] or mt != MIGRATE_MOVABLE)
+                ):
+                    free = s.zs[z, ZF_NR_FREE_PAGES]
+                    reserved = s.zs[z, ZF_NR_RESERVED_HIGHATOMIC]
+                    usable = free - min(free, reserved)
+                    mark = s.zs[z, ZF_WMARK_LOW] + s.zs[z, ZF_BOOST]
+                    if usable > mark + s.zs[z, ZF_LOWMEM_RESERVE + hz]:
+                        pc = s.pcp[z, cpu]
+                        pc[PCP_FREE_FACTOR] >>= 1
+                        page = s.nxt[head]
+                        list_del(s.nxt, s.prv, page)
+                        s.flags[page] &= ~PG_pcp
+                        pc[PCP_COUNT] -= 1
+                        s.zs[z, ZF_PGALLOC] += 1
+                if page == NO_PAGE:
+                    page = get_page_from_freelist(s, gfp, order, alloc_flags, nid, hz, mt, cpu)
+            if page == NO_PAGE:
+                if op == OP_ALLOC:
+                    return RUN_SLOWPATH, i
+                out[i] = NO_PAGE
+                continue
+            h = int(ev[i, EV_ARG])
+            prep_new_page(s, page, order, h)
+            if h >= 0:
+                handles[h] = page
+            out[i] = page
+            if op == OP_ALLOC:
+                trace(s, TP_MM_PAGE_ALLOC, page, order, mt, gfp, 0, 0)
+        elif op == OP_FREE_HANDLE or op == OP_FREE_PFN:
+            if op == OP_FREE_HANDLE:
+                h = int(ev[i, EV_ARG])
+                if h < 0 or h >= handles.shape[0]:
+                    return RUN_EHANDLE, i
+                pfn = int(handles[h])
+                if pfn < 0:
+                    out[i] = NO_PAGE
+                    continue  # the allocation failed: nothing to free
+                order = int(s.order[pfn])
+                handles[h] = NO_PAGE
+            else:
+                pfn = int(ev[i, EV_ARG])
+            err = check_free(s, pfn, order)
+            if err != 0:
+                return err, i
+            # __free_pages() -> free_the_page(); free_pages_prepare() traces mm_page_free
+            trace(s, TP_MM_PAGE_FREE, pfn, order, 0, 0, 0, 0)
+            s.refcount[pfn] = 0
+            s.owner[pfn] = -1
+            out[i] = pfn
+            z = int(s.zoneid[pfn])
+            s.vm[0] += 1 << order  # PGFREE (free_unref_page_commit / __free_pages_ok)
+            mt = get_pageblock_migratetype(s, pfn)
+            if pcp_allowed_order(s, order) and mt != MIGRATE_ISOLATE:
+                # free_unref_page(): cache the pageblock's type in the page; HIGHATOMIC and CMA
+                # pages go on the MOVABLE list.
+                s.pcpmt[pfn] = mt
+                pcpmt = mt if mt < MIGRATE_PCPTYPES else MIGRATE_MOVABLE
+                pindex = order_to_pindex(s, pcpmt, order)
+                head = pcp_list(s, z, cpu, pindex)
+                list_add(s.nxt, s.prv, pfn, head)
+                s.flags[pfn] |= PG_pcp
+                s.order[pfn] = order
+                pc = s.pcp[z, cpu]
+                pc[PCP_COUNT] += 1 << order
+                if (
+                    order != 0
+                    or pc[PCP_COUNT] >= pc[PCP_HIGH]
+                    or (s.zs[z, ZF_FLAGS] & ZONE_RECLAIM_ACTIVE)
+                ):
+                    free_unref_page_commit_flush(s, z, cpu, order, pindex)
+            else:
+                # __free_pages_ok(), or free_one_page() for an ISOLATE pageblock
+                free_one_page(s, z, pfn, order, mt, FPI_NONE)
+        elif op == OP_DRAIN_ALL:
+            drain_all_pages(s)
+        elif op == OP_UNRESERVE_HIGHATOMIC:
+            gfp = int(ev[i, EV_GFP])
+            hz = gfp_zone(s, gfp)
+            ok = unreserve_highatomic_pageblock(
+                s, int(ev[i, EV_NID]), hz, gfp_migratetype(s, gfp), order != 0
+            )
+            out[i] = 1 if ok else 0
+    return RUN_DONE, n
+
+
+@njit
+def free_boot_range(st: State, z: int, start: int, end: int) -> None:
+    """__free_pages_memory() (mm/memblock.c) + __free_pages_core(): free [start, end) at boot in
+    the largest naturally aligned chunks, each with FPI_TO_TAIL onto its pageblock's list."""
+    s = borrow_state(st)
+    while start < end:
+        order = MAX_ORDER - 1
+        if start != 0:
+            low = start & -start
+            o = 0
+            while (1 << o) < low:
+                o += 1
+            order = min(order, o)
+        while start + (1 << order) > end:
+            order -= 1
+        for p in range(start, start + (1 << order)):
+            s.refcount[p] = 0
+            s.flags[p] &= ~PG_reserved
+        mt = get_pageblock_migratetype(s, start)
+        s.vm[0] += 1 << order  # __free_pages_ok counts PGFREE
+        __free_one_page(s, z, start, order, mt, FPI_TO_TAIL)
+        start += 1 << order
+
+
+@njit
+def count_free_list(st: State, head: int, cap: int) -> int:
+    """Length of one list, counting stops at cap (pagetypeinfo_showfree_print's 100000)."""
+    n = 0
+    p = st.nxt[head]
+    while p != head and n < cap:
+        n += 1
+        p = st.nxt[p]
+    return n
+
+
+@njit
+def list_pfns(st: State, head: int) -> Any:
+    """The pfns on one list, head to tail."""
+    n = count_free_list(st, head, 1 << 62)
+    out = np.empty(n, np.int64)
+    p = st.nxt[head]
+    for i in range(n):
+        out[i] = p
+        p = st.nxt[p]
+    return out
+
+
+__all__ = [
+    "FALLBACKS",
+    "MAX_NR_ZONES",
+    "count_free_list",
+    "free_boot_range",
+    "list_pfns",
+    "run_events",
+]
