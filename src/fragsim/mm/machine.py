@@ -83,6 +83,7 @@ class Machine:
             raise ConfigError(f"kernel profile {profile.kernel!r}: only '6.1' is modelled")
         self.profile = profile
         self.hooks = SlowpathHooks()
+        self.tracer: Any = None  # a fragsim.mm.trace.Tracer once attached
         self.nr_zone_types = len(profile.zone_types)
         self.nr_nodes = len(profile.nodes)
         self.nr_cpus = profile.nr_cpus
@@ -416,6 +417,7 @@ class Machine:
         resumes. Bad frees raise AllocatorError naming the event, pfn and order."""
         if handles is None:
             handles = np.full(1, NO_PAGE, np.int32)
+        tracer = tracer if tracer is not None else self.tracer
         out = np.full(ev.shape[0], NO_PAGE, np.int64)
         i = 0
         while True:

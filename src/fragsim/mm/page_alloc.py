@@ -179,7 +179,7 @@ def borrow_state(st: State) -> State:
 # ---------------------------------------------------------------------------------------------
 
 
-@njit
+@njit(inline="always")
 def list_add(nxt: Any, prv: Any, node: int, head: int) -> None:
     """list_add(): insert after the head."""
     first = nxt[head]
@@ -189,7 +189,7 @@ def list_add(nxt: Any, prv: Any, node: int, head: int) -> None:
     nxt[head] = node
 
 
-@njit
+@njit(inline="always")
 def list_add_tail(nxt: Any, prv: Any, node: int, head: int) -> None:
     """list_add_tail(): insert before the head."""
     last = prv[head]
@@ -199,7 +199,7 @@ def list_add_tail(nxt: Any, prv: Any, node: int, head: int) -> None:
     prv[head] = node
 
 
-@njit
+@njit(inline="always")
 def list_del(nxt: Any, prv: Any, node: int) -> None:
     """list_del(): unlink; the node's own links are poisoned with -1."""
     n = nxt[node]
@@ -215,7 +215,7 @@ def list_del(nxt: Any, prv: Any, node: int) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-@njit
+@njit(inline="always")
 def trace(s: State, tp: int, pfn: int, order: int, a: int, b: int, c: int, d: int) -> None:
     """Record one tracepoint hit if that tracepoint is enabled (one check when it is not)."""
     if not (s.prm[P_TRACE] >> tp) & 1:
@@ -241,12 +241,12 @@ def trace(s: State, tp: int, pfn: int, order: int, a: int, b: int, c: int, d: in
 # ---------------------------------------------------------------------------------------------
 
 
-@njit
+@njit(inline="always")
 def get_pageblock_migratetype(s: State, pfn: int) -> int:
     return int(s.pb[pfn >> s.prm[P_PAGEBLOCK_ORDER]]) & PB_MIGRATETYPE_MASK
 
 
-@njit
+@njit(inline="always")
 def set_pageblock_migratetype(s: State, pfn: int, mt: int) -> None:
     """set_pageblock_migratetype(): without mobility grouping, pcp types are stored UNMOVABLE."""
     if s.prm[P_GROUPING_DISABLED] and mt < MIGRATE_PCPTYPES:
@@ -260,13 +260,13 @@ def set_pageblock_migratetype(s: State, pfn: int, mt: int) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-@njit
+@njit(inline="always")
 def free_list(s: State, z: int, order: int, mt: int) -> int:
     """Index of the list head of zone->free_area[order].free_list[mt]."""
     return s.zs[z, ZF_FREE_SENT] + order * MIGRATE_TYPES + mt
 
 
-@njit
+@njit(inline="always")
 def add_to_free_list(s: State, z: int, pfn: int, order: int, mt: int, tail: bool) -> None:
     """add_to_free_list() / add_to_free_list_tail() with set_buddy_order()."""
     head = free_list(s, z, order, mt)
@@ -279,21 +279,21 @@ def add_to_free_list(s: State, z: int, pfn: int, order: int, mt: int, tail: bool
     s.nr_free[z, order] += 1
 
 
-@njit
+@njit(inline="always")
 def del_page_from_free_list(s: State, z: int, pfn: int, order: int) -> None:
     list_del(s.nxt, s.prv, pfn)
     s.flags[pfn] &= ~PG_buddy
     s.nr_free[z, order] -= 1
 
 
-@njit
+@njit(inline="always")
 def move_to_free_list(s: State, z: int, pfn: int, order: int, mt: int) -> None:
     """move_to_free_list(): list_move_tail onto the new type's list."""
     list_del(s.nxt, s.prv, pfn)
     list_add_tail(s.nxt, s.prv, pfn, free_list(s, z, order, mt))
 
 
-@njit
+@njit(inline="always")
 def mod_zone_freepage_state(s: State, z: int, nr: int, mt: int) -> None:
     """__mod_zone_freepage_state(): NR_FREE_PAGES, and NR_FREE_CMA_PAGES for CMA."""
     s.zs[z, ZF_NR_FREE_PAGES] += nr
@@ -301,7 +301,7 @@ def mod_zone_freepage_state(s: State, z: int, nr: int, mt: int) -> None:
         s.zs[z, ZF_NR_FREE_CMA] += nr
 
 
-@njit
+@njit(inline="always")
 def find_buddy_page_pfn(s: State, pfn: int, order: int) -> int:
     """find_buddy_page_pfn(): the buddy's pfn if it is a free block of this order in the same
     zone (page_is_buddy()), else -1."""
@@ -315,7 +315,7 @@ def find_buddy_page_pfn(s: State, pfn: int, order: int) -> int:
     return buddy
 
 
-@njit
+@njit(inline="always")
 def buddy_merge_likely(s: State, pfn: int, buddy_pfn: int, order: int) -> bool:
     """buddy_merge_likely() (6.1): is the buddy of the would-be parent free at order+1?"""
     if order >= MAX_ORDER - 2:
@@ -324,7 +324,7 @@ def buddy_merge_likely(s: State, pfn: int, buddy_pfn: int, order: int) -> bool:
     return find_buddy_page_pfn(s, higher, order + 1) >= 0
 
 
-@njit
+@njit(inline="always")
 def __free_one_page(s: State, z: int, pfn: int, order: int, mt: int, fpi: int) -> None:
     """__free_one_page() (6.1): merge with free buddies up to order MAX_ORDER-1; above
     pageblock_order stop at a non-mergeable type; never re-type; insert at the tail if
@@ -354,7 +354,7 @@ def __free_one_page(s: State, z: int, pfn: int, order: int, mt: int, fpi: int) -
     add_to_free_list(s, z, pfn, order, mt, to_tail)
 
 
-@njit
+@njit(inline="always")
 def expand(s: State, z: int, pfn: int, low: int, high: int, mt: int) -> None:
     """expand(): split a 2^high block, putting each upper half at the head of its list."""
     size = 1 << high
@@ -364,7 +364,7 @@ def expand(s: State, z: int, pfn: int, low: int, high: int, mt: int) -> None:
         add_to_free_list(s, z, pfn + size, high, mt, False)
 
 
-@njit
+@njit(inline="always")
 def pcp_allowed_order(s: State, order: int) -> bool:
     """pcp_allowed_order(): orders <= 3, and pageblock_order with THP."""
     if order <= s.prm[P_PCP_MAX_ORDER]:
@@ -372,7 +372,7 @@ def pcp_allowed_order(s: State, order: int) -> bool:
     return s.prm[P_PCP_THP] != 0 and order == s.prm[P_PAGEBLOCK_ORDER]
 
 
-@njit
+@njit(inline="always")
 def order_to_pindex(s: State, mt: int, order: int) -> int:
     """order_to_pindex(): 3*order + mt, or the THP pair after the low-order lists."""
     if order > PAGE_ALLOC_COSTLY_ORDER:
@@ -380,14 +380,14 @@ def order_to_pindex(s: State, mt: int, order: int) -> int:
     return MIGRATE_PCPTYPES * order + mt
 
 
-@njit
+@njit(inline="always")
 def pindex_to_order(s: State, pindex: int) -> int:
     if pindex >= NR_LOWORDER_PCP_LISTS:
         return int(s.prm[P_PAGEBLOCK_ORDER])
     return pindex // MIGRATE_PCPTYPES
 
 
-@njit
+@njit(inline="always")
 def __rmqueue_smallest(s: State, z: int, order: int, mt: int) -> int:
     """__rmqueue_smallest(): the head block of the smallest non-empty list >= order, split."""
     for current_order in range(order, MAX_ORDER):
@@ -412,7 +412,7 @@ def __rmqueue_smallest(s: State, z: int, order: int, mt: int) -> int:
     return NO_PAGE
 
 
-@njit
+@njit(inline="always")
 def can_steal_fallback(s: State, order: int, start_mt: int) -> bool:
     """can_steal_fallback() (6.1)."""
     pbo = s.prm[P_PAGEBLOCK_ORDER]
@@ -444,7 +444,7 @@ def boost_watermark(s: State, z: int) -> bool:
     return True
 
 
-@njit
+@njit(inline="always")
 def zone_spans_pfn(s: State, z: int, pfn: int) -> bool:
     return s.zs[z, ZF_START] <= pfn < s.zs[z, ZF_END]
 
@@ -584,7 +584,7 @@ def __rmqueue_fallback(s: State, z: int, order: int, start_mt: int, alloc_flags:
     return True
 
 
-@njit
+@njit(inline="always")
 def __rmqueue(s: State, z: int, order: int, mt: int, alloc_flags: int) -> int:
     """__rmqueue() (6.1): CMA balancing, the requested type, CMA, then fallback and retry."""
     if s.prm[P_CONFIG_CMA] and (alloc_flags & ALLOC_CMA):
@@ -604,12 +604,12 @@ def __rmqueue(s: State, z: int, order: int, mt: int, alloc_flags: int) -> int:
             return NO_PAGE
 
 
-@njit
+@njit(inline="always")
 def pcp_list(s: State, z: int, cpu: int, pindex: int) -> int:
     return s.zs[z, ZF_PCP_SENT] + cpu * s.prm[P_NR_PCP_LISTS] + pindex
 
 
-@njit
+@njit(inline="always")
 def rmqueue_bulk(
     s: State, z: int, order: int, count: int, head: int, mt: int, alloc_flags: int
 ) -> int:
@@ -629,7 +629,7 @@ def rmqueue_bulk(
     return i
 
 
-@njit
+@njit(inline="always")
 def free_pcppages_bulk(s: State, z: int, cpu: int, count: int, pindex: int) -> None:
     """free_pcppages_bulk() (6.1): starting at pindex, empty one list from its tail (coldest)
     before moving round-robin to the next non-empty list."""
@@ -687,7 +687,7 @@ def drain_all_pages(s: State) -> None:
             drain_pages_zone(s, z, cpu)
 
 
-@njit
+@njit(inline="always")
 def free_one_page(s: State, z: int, pfn: int, order: int, mt: int, fpi: int) -> None:
     """free_one_page() / __free_pages_ok(): straight to the buddy, re-reading the pageblock's
     type when the zone has isolated pageblocks."""
@@ -696,7 +696,7 @@ def free_one_page(s: State, z: int, pfn: int, order: int, mt: int, fpi: int) -> 
     __free_one_page(s, z, pfn, order, mt, fpi)
 
 
-@njit
+@njit(inline="always")
 def nr_pcp_free(pc: Any, high: int, batch: int, free_high: bool, scale_max: int) -> int:
     """nr_pcp_free() (6.1)."""
     if free_high:
@@ -711,7 +711,7 @@ def nr_pcp_free(pc: Any, high: int, batch: int, free_high: bool, scale_max: int)
     return max(min_nr_free, min(batch, max_nr_free))
 
 
-@njit
+@njit(inline="always")
 def free_unref_page_commit_flush(s: State, z: int, cpu: int, order: int, pindex: int) -> None:
     """The tail of free_unref_page_commit(): flush when the list count reaches nr_pcp_high()."""
     pc = s.pcp[z, cpu]
@@ -726,7 +726,7 @@ def free_unref_page_commit_flush(s: State, z: int, cpu: int, order: int, pindex:
         free_pcppages_bulk(s, z, cpu, n, pindex)
 
 
-@njit
+@njit(inline="always")
 def zone_watermark_unusable_free(s: State, z: int, order: int, alloc_flags: int) -> int:
     """__zone_watermark_unusable_free() (6.1)."""
     unusable = (1 << order) - 1
@@ -737,7 +737,7 @@ def zone_watermark_unusable_free(s: State, z: int, order: int, alloc_flags: int)
     return unusable
 
 
-@njit
+@njit(inline="always")
 def __zone_watermark_ok(
     s: State, z: int, order: int, mark: int, highest_zoneidx: int, alloc_flags: int, free: int
 ) -> bool:
@@ -773,13 +773,13 @@ def __zone_watermark_ok(
     return False
 
 
-@njit
+@njit(inline="always")
 def wmark_pages(s: State, z: int, wmark: int) -> int:
     """wmark_pages(): the stored mark plus the boost."""
     return int(s.zs[z, ZF_WMARK_MIN + wmark] + s.zs[z, ZF_BOOST])
 
 
-@njit
+@njit(inline="always")
 def zone_watermark_fast(
     s: State, z: int, order: int, mark: int, highest_zoneidx: int, alloc_flags: int, gfp: int
 ) -> bool:
@@ -803,7 +803,7 @@ def zone_watermark_fast(
     return False
 
 
-@njit
+@njit(inline="always")
 def wakeup_kswapd(s: State, z: int, order: int, highest_zoneidx: int) -> None:
     """wakeup_kswapd(): record the request on the node; the engine runs kswapd (reclaim issue).
 
@@ -819,7 +819,7 @@ def wakeup_kswapd(s: State, z: int, order: int, highest_zoneidx: int) -> None:
     s.nd[node, ND_KSWAPD_WAKEUPS] += 1
 
 
-@njit
+@njit(inline="always")
 def rmqueue_buddy(s: State, z: int, order: int, alloc_flags: int, mt: int) -> int:
     """rmqueue_buddy() (6.1): HIGHATOMIC first for ALLOC_HIGHATOMIC, then __rmqueue(), then
     HIGHATOMIC for ALLOC_OOM|ALLOC_NON_BLOCK."""
@@ -837,7 +837,7 @@ def rmqueue_buddy(s: State, z: int, order: int, alloc_flags: int, mt: int) -> in
     return page
 
 
-@njit
+@njit(inline="always")
 def pcp_pop(s: State, z: int, cpu: int, order: int, mt: int, alloc_flags: int) -> int:
     """rmqueue_pcplist() / __rmqueue_pcplist() (6.1): refill an empty list with rmqueue_bulk()
     (batch, or max(batch >> order, 2)), then take the head."""
@@ -860,7 +860,7 @@ def pcp_pop(s: State, z: int, cpu: int, order: int, mt: int, alloc_flags: int) -
     return page
 
 
-@njit
+@njit(inline="always")
 def rmqueue(s: State, z: int, cpu: int, order: int, gfp: int, alloc_flags: int, mt: int) -> int:
     """rmqueue() (6.1): pcp lists for pcp orders (skipped by a MOVABLE request without ALLOC_CMA
     on CMA kernels), else rmqueue_buddy(); then the ZONE_BOOSTED_WATERMARK kswapd wake-up."""
@@ -917,7 +917,7 @@ def unreserve_highatomic_pageblock(
     return False
 
 
-@njit
+@njit(inline="always")
 def alloc_flags_nofragment(s: State, z: int, gfp: int) -> int:
     """alloc_flags_nofragment() (6.1): ALLOC_KSWAPD, plus ALLOC_NOFRAGMENT when the preferred zone
     is ZONE_NORMAL on a CONFIG_ZONE_DMA32 kernel (and, on NUMA, its node's DMA32 is populated)."""
@@ -933,7 +933,7 @@ def alloc_flags_nofragment(s: State, z: int, gfp: int) -> int:
     return alloc_flags | ALLOC_NOFRAGMENT
 
 
-@njit
+@njit(inline="always")
 def get_page_from_freelist(
     s: State, gfp: int, order: int, alloc_flags: int, nid: int, highest_zoneidx: int, mt: int,
     cpu: int,
@@ -974,7 +974,7 @@ def get_page_from_freelist(
         return NO_PAGE
 
 
-@njit
+@njit(inline="always")
 def prep_new_page(s: State, pfn: int, order: int, handle: int) -> None:
     """prep_new_page(): the block's head gets refcount 1, its order and the owner handle."""
     s.refcount[pfn] = 1
@@ -982,7 +982,7 @@ def prep_new_page(s: State, pfn: int, order: int, handle: int) -> None:
     s.owner[pfn] = handle
 
 
-@njit
+@njit(inline="always")
 def fast_alloc_flags(s: State, gfp: int, mt: int, z: int) -> int:
     """__alloc_pages(): ALLOC_WMARK_LOW | gfp_to_alloc_flags_cma() | alloc_flags_nofragment()."""
     alloc_flags = ALLOC_WMARK_LOW | alloc_flags_nofragment(s, z, gfp)
@@ -991,20 +991,20 @@ def fast_alloc_flags(s: State, gfp: int, mt: int, z: int) -> int:
     return alloc_flags
 
 
-@njit
+@njit(inline="always")
 def gfp_zone(s: State, gfp: int) -> int:
     """gfp_zone(): the zone index (in a node) of the highest zone the request may use."""
     return int(s.prm[P_GFPZONE + (gfp & GFP_ZONEMASK)])
 
 
-@njit
+@njit(inline="always")
 def gfp_migratetype(s: State, gfp: int) -> int:
     if s.prm[P_GROUPING_DISABLED]:
         return MIGRATE_UNMOVABLE
     return (gfp & GFP_MOVABLE_MASK) >> GFP_MOVABLE_SHIFT
 
 
-@njit
+@njit(inline="always")
 def check_free(s: State, pfn: int, order: int) -> int:
     """free_pages_check(): 0 if pfn is the head of an allocated block of this order."""
     if order < 0 or order >= MAX_ORDER:

@@ -1,0 +1,3 @@
+from fragsim.cli import main
+import sys
+sys.exit(main())

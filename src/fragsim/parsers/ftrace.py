@@ -1,0 +1,1088 @@
+"""Columnar parser for the ftrace text output of the page-allocator tracepoints.
+
+Reads the text that ``kernel/trace/trace_output.c`` prints into ``/sys/kernel/tracing/trace``
+(and ``trace_pipe``) in Linux 6.1::
+
+    <comm>-<pid> [<cpu>] <flags> <sec>.<usec>: <event>: <fields>
+               init-1       [000] .....     4.024826: mm_page_alloc: page=... pfn=0x61cc order=1 ...
+
+with or without the latency ``<flags>`` column (4 or 5 characters), with the optional
+``(<tgid>)`` column, and ``trace-cmd report`` output
+(``comm-pid [cpu] sec.usec: event:   fields``, 6 or 9 decimals, ``cpus=N`` / ``version = N`` /
+``CPU N is empty`` header lines). Lines starting with ``#`` are header lines.
+
+The fields of the kmem (``mm_page_alloc``, ``mm_page_free``, ``mm_page_free_batched``,
+``mm_page_alloc_zone_locked``, ``mm_page_pcpu_drain``, ``mm_page_alloc_extfrag``), compaction,
+migrate, vmscan and oom (``compact_retry``, ``reclaim_retry_zone``, ...) events are parsed into
+typed numpy columns, following their ``print fmt`` in include/trace/events/{kmem,compaction,
+migrate,vmscan,oom}.h of 6.1 and tolerant of the differences of other versions:
+
+* ``pfn=%lu`` (decimal, old kernels) and ``pfn=0x%lx`` (hex) are both read;
+* fields missing in some kernels (``percpu_refill``, ``nr_thp_*``, ``nr_split``) or renamed
+  (``classzone_idx`` / ``highest_zoneidx``) simply become other columns; a column missing on
+  some lines of one file is filled with :data:`MISSING` (or code -1 for string columns);
+* a failed ``mm_page_alloc`` prints ``page=0000000000000000 pfn=0x0`` (``page=(null)`` in old
+  kernels): its ``page`` column is 0.
+
+Other events are kept as raw field strings (:class:`RawEventTable`). ``tracing_mark_write``
+markers (and trace-cmd's ``print: tracing_mark_write: ...``) are kept with their time and text in
+:class:`MarkerTable`; ``CPU:N [LOST M EVENTS]`` lines in :class:`LostEvents`.
+
+Speed: the hot path is vectorised with numpy over 16 MiB chunks: delimiters (newline, ``:``,
+``=``) are located with whole-buffer comparisons, every prefix and ``key=value`` field is then
+checked and decoded with fixed-width windows (``sliding_window_view``), and strings (comm,
+event name, gfp flags, zone names) are factorised by hashing. A line that does not fit the
+common layout is re-read by a per-line regular-expression path, which either parses it or raises
+:class:`~fragsim.errors.ParseError` naming the line. :func:`bench_ftrace` measures the rate.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+import numpy as np
+import numpy.typing as npt
+from numpy.lib.stride_tricks import sliding_window_view
+
+from fragsim.errors import ParseError
+
+__all__ = [
+    "EVENT_FIELDS",
+    "MISSING",
+    "EventTable",
+    "LostEvents",
+    "MarkerTable",
+    "RawEventTable",
+    "Trace",
+    "bench_ftrace",
+    "parse_ftrace",
+    "read_ftrace",
+]
+
+Arr = npt.NDArray[Any]
+I64 = npt.NDArray[np.int64]
+I32 = npt.NDArray[np.int32]
+Kind = Literal["int", "pfn", "ptr", "str", "range"]
+
+MISSING: Final = np.iinfo(np.int64).min
+"""Value of a numeric column on lines that do not have that field."""
+
+_KMEM_PAGE: Final[Mapping[str, Kind]] = {"page": "ptr", "pfn": "pfn", "order": "int"}
+_ISOLATE: Final[Mapping[str, Kind]] = {"range": "range", "nr_scanned": "int", "nr_taken": "int"}
+_ZONE_ORDER: Final[Mapping[str, Kind]] = {
+    "node": "int", "zone": "str", "order": "int", "ret": "str"
+}
+_DEFER: Final[Mapping[str, Kind]] = {
+    "node": "int", "zone": "str", "order": "int", "order_failed": "int", "consider": "int",
+    "limit": "int",
+}
+_KCOMPACTD: Final[Mapping[str, Kind]] = {
+    "nid": "int", "order": "int", "classzone_idx": "str", "highest_zoneidx": "str"
+}
+_COMPACT_RANGE: Final[Mapping[str, Kind]] = {
+    "zone_start": "pfn", "migrate_pfn": "pfn", "free_pfn": "pfn", "zone_end": "pfn",
+    "mode": "str", "status": "str",
+}
+_PID: Final[Mapping[str, Kind]] = {"pid": "int"}
+
+EVENT_FIELDS: Final[Mapping[str, Mapping[str, Kind]]] = {
+    # kmem
+    "mm_page_alloc": {**_KMEM_PAGE, "migratetype": "int", "gfp_flags": "str"},
+    "mm_page_free": _KMEM_PAGE,
+    "mm_page_free_batched": _KMEM_PAGE,
+    "mm_page_alloc_zone_locked": {**_KMEM_PAGE, "migratetype": "int", "percpu_refill": "int"},
+    "mm_page_pcpu_drain": {**_KMEM_PAGE, "migratetype": "int"},
+    "mm_page_alloc_extfrag": {
+        "page": "ptr", "pfn": "pfn", "alloc_order": "int", "fallback_order": "int",
+        "pageblock_order": "int", "alloc_migratetype": "int", "fallback_migratetype": "int",
+        "fragmenting": "int", "change_ownership": "int",
+    },
+    # compaction
+    "mm_compaction_isolate_migratepages": _ISOLATE,
+    "mm_compaction_isolate_freepages": _ISOLATE,
+    "mm_compaction_fast_isolate_freepages": _ISOLATE,
+    "mm_compaction_migratepages": {"nr_migrated": "int", "nr_failed": "int"},
+    "mm_compaction_begin": _COMPACT_RANGE,
+    "mm_compaction_end": _COMPACT_RANGE,
+    "mm_compaction_try_to_compact_pages": {
+        "order": "int", "gfp_mask": "str", "priority": "int", "mode": "int"
+    },
+    "mm_compaction_finished": _ZONE_ORDER,
+    "mm_compaction_suitable": _ZONE_ORDER,
+    "mm_compaction_deferred": _DEFER,
+    "mm_compaction_defer_compaction": _DEFER,
+    "mm_compaction_defer_reset": _DEFER,
+    "mm_compaction_kcompactd_sleep": {"nid": "int"},
+    "mm_compaction_wakeup_kcompactd": _KCOMPACTD,
+    "mm_compaction_kcompactd_wake": _KCOMPACTD,
+    # migrate
+    "mm_migrate_pages": {
+        "nr_succeeded": "int", "nr_failed": "int", "nr_thp_succeeded": "int",
+        "nr_thp_failed": "int", "nr_thp_split": "int", "nr_split": "int", "mode": "str",
+        "reason": "str",
+    },
+    "mm_migrate_pages_start": {"mode": "str", "reason": "str"},
+    # vmscan
+    "mm_vmscan_kswapd_sleep": {"nid": "int"},
+    "mm_vmscan_kswapd_wake": {"nid": "int", "zid": "int", "order": "int"},
+    "mm_vmscan_wakeup_kswapd": {"nid": "int", "zid": "int", "order": "int", "gfp_flags": "str"},
+    "mm_vmscan_direct_reclaim_begin": {"order": "int", "gfp_flags": "str"},
+    "mm_vmscan_direct_reclaim_end": {"nr_reclaimed": "int"},
+    "mm_vmscan_node_reclaim_begin": {"nid": "int", "order": "int", "gfp_flags": "str"},
+    "mm_vmscan_node_reclaim_end": {"nr_reclaimed": "int"},
+    "mm_vmscan_lru_isolate": {
+        "isolate_mode": "int", "classzone": "int", "order": "int", "nr_requested": "int",
+        "nr_scanned": "int", "nr_skipped": "int", "nr_taken": "int", "lru": "str",
+    },
+    "mm_vmscan_lru_shrink_inactive": {
+        "nid": "int", "nr_scanned": "int", "nr_reclaimed": "int", "nr_dirty": "int",
+        "nr_writeback": "int", "nr_congested": "int", "nr_immediate": "int",
+        "nr_activate_anon": "int", "nr_activate_file": "int", "nr_ref_keep": "int",
+        "nr_unmap_fail": "int", "priority": "int", "flags": "str",
+    },
+    "mm_vmscan_lru_shrink_active": {
+        "nid": "int", "nr_taken": "int", "nr_active": "int", "nr_deactivated": "int",
+        "nr_referenced": "int", "priority": "int", "flags": "str",
+    },
+    "mm_vmscan_write_folio": {"pfn": "pfn", "flags": "str"},
+    "mm_vmscan_throttled": {
+        "nid": "int", "usec_timeout": "int", "usec_delayed": "int", "reason": "str"
+    },
+    # oom
+    "compact_retry": {
+        "order": "int", "priority": "str", "compaction_result": "str", "retries": "int",
+        "max_retries": "int", "should_retry": "int",
+    },
+    "reclaim_retry_zone": {
+        "node": "int", "zone": "str", "order": "int", "reclaimable": "int", "available": "int",
+        "min_wmark": "int", "no_progress_loops": "int", "wmark_check": "int",
+    },
+    "mark_victim": _PID,
+    "wake_reaper": _PID,
+    "start_task_reaping": _PID,
+    "finish_task_reaping": _PID,
+    "skip_task_reaping": _PID,
+    "oom_score_adj_update": {"pid": "int", "comm": "str", "oom_score_adj": "int"},
+}
+"""Events parsed into typed columns: field name -> kind. A ``range=(a ~ b)`` field becomes the
+two columns ``start_pfn`` and ``end_pfn``; fields not listed here are string columns."""
+
+_MARKER_EVENTS: Final = frozenset({"tracing_mark_write", "print"})
+
+# --------------------------------------------------------------------------------------------
+# Public result types
+
+
+@dataclass(frozen=True, slots=True)
+class _Common:
+    line: I64
+    """1-based line number of each event in the file."""
+    ts: I64
+    """Timestamp in nanoseconds."""
+    cpu: I32
+    pid: I32
+    comm: I32
+    """Index into :attr:`Trace.comms`."""
+
+    def __len__(self) -> int:
+        return int(self.line.shape[0])
+
+
+@dataclass(frozen=True, slots=True)
+class EventTable(_Common):
+    """All lines of one known event: common columns plus one column per field."""
+
+    name: str = ""
+    columns: Mapping[str, Arr] = field(default_factory=dict)
+    """Field name -> int64 array (``page`` is uint64; string fields are int32 codes)."""
+    categories: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """String field name -> the strings its codes index (code -1: field absent)."""
+
+    def __getitem__(self, key: str) -> Arr:
+        return self.columns[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.columns
+
+    def strings(self, key: str) -> list[str]:
+        """The values of a string column as Python strings ('' where absent)."""
+        cats = self.categories[key]
+        return ["" if c < 0 else cats[c] for c in self.columns[key].tolist()]
+
+
+@dataclass(frozen=True, slots=True)
+class RawEventTable(_Common):
+    """All lines of an event this module does not parse: the field text is kept as is."""
+
+    name: str = ""
+    fields: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MarkerTable(_Common):
+    """``tracing_mark_write`` lines: the text written to ``trace_marker``."""
+
+    text: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LostEvents:
+    """``CPU:N [LOST M EVENTS]`` lines."""
+
+    line: I64
+    cpu: I32
+    count: I64
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    """A parsed ftrace text file."""
+
+    path: str
+    nr_lines: int
+    """Lines read, including header and blank lines."""
+    comms: tuple[str, ...]
+    events: Mapping[str, EventTable]
+    """Known events, by name (only those present)."""
+    raw: Mapping[str, RawEventTable]
+    """Other events, by name."""
+    markers: MarkerTable
+    lost: LostEvents
+    header: tuple[str, ...]
+    """The ``#`` comment lines and trace-cmd header lines, in order."""
+    event_names: tuple[str, ...]
+    """Names indexed by :attr:`seq_event` (known events, then raw events, then the marker)."""
+    seq_event: npt.NDArray[np.int16]
+    """For every event line in file order: index into :attr:`event_names`."""
+    seq_row: I64
+    """For every event line in file order: its row in that event's table."""
+
+    def __getitem__(self, name: str) -> EventTable:
+        return self.events[name]
+
+    def counts(self) -> dict[str, int]:
+        """Lines per event name (markers under ``tracing_mark_write``)."""
+        out = {name: len(t) for name, t in self.events.items()}
+        out.update({name: len(t) for name, t in self.raw.items()})
+        if len(self.markers):
+            out["tracing_mark_write"] = len(self.markers)
+        return out
+
+    @property
+    def nr_events(self) -> int:
+        return int(self.seq_event.shape[0])
+
+
+# --------------------------------------------------------------------------------------------
+# Lookup tables (read-only)
+
+
+def _lut(chars: bytes, values: Sequence[int]) -> npt.NDArray[np.uint8]:
+    t = np.full(256, 255, dtype=np.uint8)
+    for c, v in zip(chars, values, strict=True):
+        t[c] = v
+    t.flags.writeable = False
+    return t
+
+
+_DEC: Final = _lut(b"0123456789", range(10))
+_HEX: Final = _lut(b"0123456789abcdefABCDEF", [*range(16), *range(10, 16)])
+_WORD: Final = _lut(
+    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_", [1] * 63
+)
+
+PAD: Final = 128
+_CHUNK: Final = 1 << 24
+_SP, _NL, _COLON, _EQ, _DOT = 32, 10, 58, 61, 46
+_LBR, _RBR, _DASH, _COMMA, _HASH = 91, 93, 45, 44, 35
+_MAX_ROUNDS: Final = 6
+
+
+def _win(buf: npt.NDArray[np.uint8], pos: Arr, width: int) -> npt.NDArray[np.uint8]:
+    """Rows of ``width`` bytes starting at each position (a copy)."""
+    out: npt.NDArray[np.uint8] = sliding_window_view(buf, width)[pos]
+    return out
+
+
+def _run_right(
+    buf: npt.NDArray[np.uint8], end: Arr, width: int, lut: npt.NDArray[np.uint8], base: int
+) -> tuple[npt.NDArray[np.uint64], I64]:
+    """Value and length of the run of digits ending just before ``end`` (at most ``width``)."""
+    d = lut[_win(buf, end - width, width)]
+    valid = d < base
+    inv = ~valid[:, ::-1]
+    run = np.where(inv.any(axis=1), inv.argmax(axis=1), width).astype(np.int64)
+    keep = np.arange(width)[None, :] >= (width - run)[:, None]
+    dm = np.where(keep, d, 0).astype(np.uint64)
+    v = np.zeros(len(end), dtype=np.uint64)
+    b = np.uint64(base)
+    for j in range(width):
+        v = v * b + dm[:, j]
+    return v, run
+
+
+def _first(mask: npt.NDArray[np.bool_]) -> tuple[I64, npt.NDArray[np.bool_]]:
+    """Column of the first True per row, and whether there is one."""
+    idx = mask.argmax(axis=1).astype(np.int64)
+    return idx, mask[np.arange(mask.shape[0]), idx]
+
+
+_GOLDEN: Final = np.uint64(0x9E3779B97F4A7C15)
+_MIX: Final = np.uint64(0xBF58476D1CE4E5B9)
+
+
+def _factorize(
+    buf: npt.NDArray[np.uint8], start: Arr, length: Arr
+) -> tuple[I32, list[bytes]]:
+    """Codes and distinct byte strings of the substrings ``buf[start:start+length]``."""
+    n = len(start)
+    if n == 0:
+        return np.zeros(0, np.int32), []
+    width = max(8, (int(length.max()) + 7) // 8 * 8)
+    w = _win(buf, start, width)
+    w = np.where(np.arange(width)[None, :] < length[:, None], w, 0).astype(np.uint8)
+    words = np.ascontiguousarray(w).view(np.uint64)
+    h = length.astype(np.uint64) * _GOLDEN
+    for j in range(words.shape[1]):
+        h = (h ^ words[:, j]) * _MIX
+        h ^= h >> np.uint64(31)
+    bits = int(min(20, max(8, int(n).bit_length() + 4)))
+    for shift in (64 - bits, 0, 20):
+        b = ((h >> np.uint64(shift)) & np.uint64((1 << bits) - 1)).astype(np.intp)
+        present = np.zeros(1 << bits, dtype=np.bool_)
+        present[b] = True
+        ids = np.cumsum(present) - 1
+        codes = ids[b].astype(np.int32)
+        k = int(ids[-1]) + 1
+        rep = np.empty(k, dtype=np.intp)
+        rep[codes] = np.arange(n)
+        same = (w == w[rep][codes]).all(axis=1) & (length == length[rep][codes])
+        if bool(same.all()):
+            cats = [w[r, : int(length[r])].tobytes() for r in rep]
+            return codes, cats
+    # Hash collision in every try: fall back to a dictionary (slow, correct).
+    table: dict[bytes, int] = {}
+    out = np.empty(n, dtype=np.int32)
+    for i in range(n):
+        out[i] = table.setdefault(w[i, : int(length[i])].tobytes(), len(table))
+    return out, list(table)
+
+
+# --------------------------------------------------------------------------------------------
+# Per-line fallback path (also the source of every error message)
+
+_LINE_RE = re.compile(
+    r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+(?:\(\s*(?:\d+|-+)\)\s+)?"
+    r"(?:\[(?P<cpu>\d+)\]\s+(?:[^\s\d]\S*\s+)?|(?P<cpu2>\d+)[^\s\d]\S*\s+)"
+    r"(?P<sec>\d+)\.(?P<frac>\d+):\s(?P<event>[A-Za-z_][\w]*):(?=\s|$)"
+)
+_LOST_RE = re.compile(r"^CPU:(\d+) \[(?:LOST (\d+) EVENTS|(\d+) EVENTS DROPPED)\]\s*$")
+_TRACECMD_HDR_RE = re.compile(r"^\s*(?:cpus=\d+|version = \S+|CPU \d+ is empty)\s*$")
+_KEY_RE = re.compile(r"(?:^|(?<=\s))([A-Za-z_][\w-]*)=")
+_INT_RE = re.compile(r"-?\d+")
+_HEXNUM_RE = re.compile(r"0[xX]([0-9a-fA-F]+)")
+_DECNUM_RE = re.compile(r"\d+")
+_I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
+_PTR_RE = re.compile(r"(?:0[xX])?([0-9a-fA-F]{1,16})")
+_RANGE_RE = re.compile(r"\(\s*(\S+) ~ (\S+?)\s*\)")
+_IP_PREFIX_RE = re.compile(r"^(?:0x)?[0-9a-fA-F]+s?: ")
+
+
+def _auto_num(v: str) -> int | None:
+    if m := _HEXNUM_RE.fullmatch(v):
+        return int(m.group(1), 16)
+    if _DECNUM_RE.fullmatch(v):
+        return int(v)
+    return None
+
+
+def _slow_value(event: str, key: str, kind: Kind, v: str, path: str, lineno: int) -> Any:
+    what: str
+    if kind == "int":
+        if _INT_RE.fullmatch(v) and _I64_MIN < int(v) <= _I64_MAX:
+            return int(v)
+        what = "a decimal integer (64-bit)"
+    elif kind == "pfn":
+        n = _auto_num(v)
+        if n is not None and n <= _I64_MAX:
+            return n
+        what = "0x<hex> or a decimal pfn"
+    elif kind == "ptr":
+        if v == "(null)":
+            return 0
+        if m := _PTR_RE.fullmatch(v):
+            return int(m.group(1), 16)
+        what = "a hex pointer"
+    elif kind == "range":
+        if m := _RANGE_RE.fullmatch(v):
+            a, b = _auto_num(m.group(1)), _auto_num(m.group(2))
+            if a is not None and b is not None and max(a, b) <= _I64_MAX:
+                return (a, b)
+        what = "(0x<start> ~ 0x<end>)"
+    else:
+        return v
+    raise ParseError(path, lineno, f"{event}: expected {what} for {key}=, got {v!r}")
+
+
+def _split_kv(fields: str) -> list[tuple[str, int, int]] | None:
+    """(key, value start, value end) of ``key=value`` fields, or None if not that shape."""
+    ms = list(_KEY_RE.finditer(fields))
+    if not ms or ms[0].start() != 0:
+        return None
+    out = []
+    for i, m in enumerate(ms):
+        end = ms[i + 1].start() if i + 1 < len(ms) else len(fields)
+        vs = m.end()
+        ve = end
+        while ve > vs and fields[ve - 1] in " ,":
+            ve -= 1
+        out.append((m.group(1), vs, ve))
+    return out
+
+
+def _marker_text(event: str, text: str) -> str:
+    if event == "print":
+        t = text.lstrip(" ")
+        if t.startswith("tracing_mark_write: "):
+            return t[len("tracing_mark_write: "):]
+        if m := _IP_PREFIX_RE.match(t):
+            return t[m.end():]
+        return t
+    return text
+
+
+@dataclass(slots=True)
+class _Piece:
+    """Rows of one event from one chunk or from the slow path."""
+
+    line: I64
+    ts: I64
+    cpu: I32
+    pid: I32
+    comm: I32
+    cols: dict[str, Arr] = field(default_factory=dict)
+    texts: list[str] | None = None
+
+
+@dataclass(slots=True)
+class _SlowRows:
+    line: list[int] = field(default_factory=list)
+    ts: list[int] = field(default_factory=list)
+    cpu: list[int] = field(default_factory=list)
+    pid: list[int] = field(default_factory=list)
+    comm: list[int] = field(default_factory=list)
+    vals: list[dict[str, Any]] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+
+
+class _Builder:
+    """Accumulates pieces over chunks; all mutable state of one parse lives here."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.comm_ids: dict[str, int] = {}
+        self.cat_ids: dict[tuple[str, str], dict[str, int]] = {}
+        self.pieces: dict[str, list[_Piece]] = {}
+        self.kinds: dict[str, dict[str, Kind]] = {}
+        self.header: list[tuple[int, str]] = []
+        self.lost: list[tuple[int, int, int]] = []
+
+    # -- registries
+    def comm_id(self, name: str) -> int:
+        return self.comm_ids.setdefault(name, len(self.comm_ids))
+
+    def cat_id(self, event: str, key: str, value: str) -> int:
+        d = self.cat_ids.setdefault((event, key), {})
+        return d.setdefault(value, len(d))
+
+    def map_codes(self, event: str, key: str, codes: I32, cats: list[bytes]) -> I32:
+        table = np.array(
+            [self.cat_id(event, key, c.decode("utf-8", "replace")) for c in cats], np.int32
+        )
+        out: I32 = table[codes]
+        return out
+
+    def add(self, event: str, piece: _Piece) -> None:
+        self.pieces.setdefault(event, []).append(piece)
+
+    # -- slow path
+    def slow_line(self, line: str, lineno: int, slow: dict[str, _SlowRows]) -> None:
+        """Parse one line that the vectorised path could not; raise ParseError if malformed."""
+        path = self.path
+        stripped = line.strip()
+        if not stripped:
+            return
+        if stripped.startswith("#") or _TRACECMD_HDR_RE.match(line):
+            self.header.append((lineno, line))
+            return
+        if m := _LOST_RE.match(stripped):
+            self.lost.append((lineno, int(m.group(1)), int(m.group(2) or m.group(3))))
+            return
+        m = _LINE_RE.match(line)
+        if m is None:
+            raise ParseError(
+                path, lineno, "expected '<comm>-<pid> [<cpu>] [flags] <sec>.<usec>: <event>: "
+                f"<fields>', got {line[:100]!r}"
+            )
+        event = m.group("event")
+        frac = m.group("frac")
+        if len(frac) > 9:
+            raise ParseError(path, lineno, f"timestamp with more than 9 decimals: {frac!r}")
+        ts = int(m.group("sec")) * 1_000_000_000 + int(frac) * 10 ** (9 - len(frac))
+        cpu = int(m.group("cpu") if m.group("cpu") is not None else m.group("cpu2"))
+        rest = line[m.end() + 1:] if m.end() < len(line) else ""
+        rows = slow.setdefault(event, _SlowRows())
+        rows.line.append(lineno)
+        rows.ts.append(ts)
+        rows.cpu.append(cpu)
+        rows.pid.append(int(m.group("pid")))
+        rows.comm.append(self.comm_id(m.group("comm").lstrip()))
+        if event in _MARKER_EVENTS:
+            rows.texts.append(_marker_text(event, rest))
+            rows.vals.append({})
+            return
+        kinds = EVENT_FIELDS.get(event)
+        if kinds is None:
+            rows.texts.append(rest)
+            rows.vals.append({})
+            return
+        rows.vals.append(self.slow_fields(event, kinds, rest.strip(" "), lineno))
+
+    def slow_fields(
+        self, event: str, kinds: Mapping[str, Kind], fields: str, lineno: int
+    ) -> dict[str, Any]:
+        kv = _split_kv(fields)
+        if kv is None:
+            if not fields:
+                return {}
+            raise ParseError(
+                self.path, lineno, f"{event}: expected 'key=value ...' fields, got {fields[:80]!r}"
+            )
+        vals: dict[str, Any] = {}
+        for key, vs, ve in kv:
+            if key in vals or (key == "range" and "start_pfn" in vals):
+                raise ParseError(self.path, lineno, f"{event}: duplicate field {key}=")
+            kind = kinds.get(key, "str")
+            v = _slow_value(event, key, kind, fields[vs:ve], self.path, lineno)
+            if kind == "range":
+                vals["start_pfn"], vals["end_pfn"] = v
+            else:
+                vals[key] = v
+        return vals
+
+    def flush_slow(self, slow: dict[str, _SlowRows]) -> None:
+        for event, rows in slow.items():
+            piece = _Piece(
+                np.array(rows.line, np.int64), np.array(rows.ts, np.int64),
+                np.array(rows.cpu, np.int32), np.array(rows.pid, np.int32),
+                np.array(rows.comm, np.int32),
+            )
+            kinds = EVENT_FIELDS.get(event)
+            if event in _MARKER_EVENTS or kinds is None:
+                piece.texts = rows.texts
+            else:
+                keys: dict[str, None] = {}
+                for v in rows.vals:
+                    keys.update(dict.fromkeys(v))
+                for key in keys:
+                    kind = _column_kind(kinds, key)
+                    if kind == "str":
+                        piece.cols[key] = np.array(
+                            [self.cat_id(event, key, v[key]) if key in v else -1
+                             for v in rows.vals], np.int32)
+                    elif kind == "ptr":
+                        piece.cols[key] = np.array(
+                            [v.get(key, 0) for v in rows.vals], np.uint64)
+                    else:
+                        piece.cols[key] = np.array(
+                            [v.get(key, MISSING) for v in rows.vals], np.int64)
+            self.add("\0marker" if event in _MARKER_EVENTS else event, piece)
+
+
+def _column_kind(kinds: Mapping[str, Kind], key: str) -> Kind:
+    if key in ("start_pfn", "end_pfn") and kinds.get("range") == "range":
+        return "pfn"
+    return kinds.get(key, "str")
+
+
+# --------------------------------------------------------------------------------------------
+# Vectorised path
+
+
+def _parse_auto(
+    buf: npt.NDArray[np.uint8], vs: I64, ve: I64
+) -> tuple[I64, npt.NDArray[np.bool_]]:
+    """Parse 0x-hex or decimal non-negative integers in [vs, ve)."""
+    n = len(vs)
+    val = np.zeros(n, np.int64)
+    ok = np.zeros(n, np.bool_)
+    if n == 0:
+        return val, ok
+    hx = (buf[vs] == 48) & ((buf[vs + 1] | 0x20) == ord("x")) & (ve - vs > 2)
+    for is_hex in (True, False):
+        sel = np.flatnonzero(hx == is_hex)
+        if not sel.size:
+            continue
+        ds = vs[sel] + (2 if is_hex else 0)
+        ln = ve[sel] - ds
+        limit = 15 if is_hex else 18
+        width = int(min(limit, max(1, int(ln.max()))))
+        v, run = _run_right(
+            buf, ve[sel], width, _HEX if is_hex else _DEC, 16 if is_hex else 10
+        )
+        val[sel] = v.astype(np.int64)
+        ok[sel] = (ln >= 1) & (ln <= width) & (run == ln)
+    return val, ok
+
+
+def _parse_int(buf: npt.NDArray[np.uint8], vs: I64, ve: I64) -> tuple[I64, npt.NDArray[np.bool_]]:
+    neg = buf[vs] == _DASH
+    ds = vs + neg
+    ln = ve - ds
+    width = int(min(18, max(1, int(ln.max()) if len(ln) else 1)))
+    v, run = _run_right(buf, ve, width, _DEC, 10)
+    iv = v.astype(np.int64)
+    return np.where(neg, -iv, iv), (ln >= 1) & (ln <= width) & (run == ln)
+
+
+def _parse_ptr(
+    buf: npt.NDArray[np.uint8], vs: I64, ve: I64
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.bool_]]:
+    hx = (buf[vs] == 48) & ((buf[vs + 1] | 0x20) == ord("x")) & (ve - vs > 2)
+    ds = vs + 2 * hx
+    ln = ve - ds
+    width = int(min(16, max(1, int(ln.max()) if len(ln) else 1)))
+    v, run = _run_right(buf, ve, width, _HEX, 16)
+    return v, (ln >= 1) & (ln <= width) & (run == ln)
+
+
+class _Chunk:
+    """One chunk of the file as a padded byte array, with its delimiter positions."""
+
+    def __init__(self, data: bytes, line0: int) -> None:
+        pad = b"\0" * PAD
+        self.buf: npt.NDArray[np.uint8] = np.frombuffer(pad + data + pad, np.uint8)
+        self.line0 = line0
+        self._eqs: I64 | None = None
+
+    @property
+    def eqs(self) -> I64:
+        if self._eqs is None:
+            self._eqs = np.flatnonzero(self.buf == _EQ).astype(np.int64)
+        return self._eqs
+
+    def text(self, a: int, b: int) -> str:
+        return self.buf[a:b].tobytes().decode("utf-8", "replace")
+
+
+def _process_chunk(ch: _Chunk, b: _Builder) -> None:
+    buf = ch.buf
+    nl = np.flatnonzero(buf == _NL).astype(np.int64)
+    n = len(nl)
+    if n == 0:
+        return
+    starts = np.empty(n, np.int64)
+    starts[0] = PAD
+    starts[1:] = nl[:-1] + 1
+    ends = nl
+    first = buf[starts]
+    special = (ends == starts) | (first == _HASH)
+    slow_rows: list[int] = np.flatnonzero(special & (first == _HASH)).tolist()
+    # Blank lines (empty) need no work; '#' lines go to the header through the slow path.
+    idx = np.flatnonzero(~special)
+    s = starts[idx]
+    e = ends[idx]
+
+    colon = np.flatnonzero(buf == _COLON).astype(np.int64)
+    after = buf[colon + 1]
+    cs = np.concatenate([colon[(after == _SP) | (after == _NL)], [len(buf), len(buf)]])
+    k = np.searchsorted(cs, s)
+    tsc = cs[k]
+    evc = cs[k + 1]
+    ok = (evc < e) & (tsc - s >= 8)
+    tsc = np.where(ok, tsc, s + 40)
+    evc = np.where(ok, evc, s + 41)
+
+    # Timestamp: <sec>.<frac>: with 1..9 decimals (6 in the kernel's text, 6 or 9 trace-cmd).
+    frac = np.zeros(len(s), np.int64)
+    for d in (6, 9, 3, 1, 2, 4, 5, 7, 8):
+        hit = (frac == 0) & (buf[tsc - 1 - d] == _DOT)
+        frac[hit] = d
+    ok &= frac > 0
+    dot = tsc - 1 - frac
+    sec, srun = _run_right(buf, dot, 12, _DEC, 10)
+    ok &= (srun >= 1) & (srun < 12)
+    tstart = dot - srun
+    ok &= buf[tstart - 1] == _SP
+    ts = sec.astype(np.int64) * 1_000_000_000
+    for d in np.unique(frac[frac > 0]).tolist():
+        sel = np.flatnonzero(frac == d)
+        fv, frun = _run_right(buf, tsc[sel], d, _DEC, 10)
+        ok[sel] &= frun == d
+        ts[sel] += fv.astype(np.int64) * 10 ** (9 - d)
+
+    # Between ']' and the timestamp: spaces, optionally a flags token.
+    W = 24
+    p = tstart - 1
+    rv = _win(buf, p - (W - 1), W)[:, ::-1]
+    sp = rv == _SP
+    cols = np.arange(W)[None, :]
+    a, has_a = _first(~sp)
+    bb, has_b = _first(sp & (cols > a[:, None]))
+    c, has_c = _first(~sp & (cols > bb[:, None]))
+    rows = np.arange(len(s))
+    at_a = rv[rows, a] == _RBR
+    rb_off = np.where(at_a, a, c)
+    ok &= has_a & (at_a | (has_b & has_c & (rv[rows, c] == _RBR)))
+    rb = p - rb_off
+    cpu, crun = _run_right(buf, rb, 6, _DEC, 10)
+    ok &= (crun >= 1) & (crun < 6)
+    lb = rb - crun - 1
+    ok &= buf[lb] == _LBR
+    # Before '[': spaces, then <pid>, then '-'.
+    W2 = 16
+    rv2 = _win(buf, lb - W2, W2)[:, ::-1]
+    sp2 = rv2 == _SP
+    a2, has_a2 = _first(~sp2)
+    ok &= has_a2 & (a2 >= 1)
+    pid, prun = _run_right(buf, lb - a2, 8, _DEC, 10)
+    ok &= (prun >= 1) & (prun < 8)
+    dash = lb - a2 - prun - 1
+    ok &= buf[dash] == _DASH
+    clen = dash - s
+    ok &= (clen >= 0) & (clen <= 24)
+    # Event name.
+    elen = evc - (tsc + 2)
+    ok &= (elen >= 1) & (elen <= 48)
+
+    good = np.flatnonzero(ok)
+    slow_rows.extend(idx[~ok].tolist())
+    s, e, tsc, evc, dash, clen, elen = (x[good] for x in (s, e, tsc, evc, dash, clen, elen))
+    ts, cpu_i, pid_i = ts[good], cpu[good].astype(np.int32), pid[good].astype(np.int32)
+    lines = ch.line0 + idx[good] + 1
+    gidx = idx[good]
+
+    # Event names must be word characters.
+    ew = max(8, int(elen.max()) if len(elen) else 8)
+    wchars = _WORD[_win(buf, tsc + 2, ew)] == 1
+    ewok = (wchars | (np.arange(ew)[None, :] >= elen[:, None])).all(axis=1)
+    if not bool(ewok.all()):
+        slow_rows.extend(gidx[~ewok].tolist())
+        keep = np.flatnonzero(ewok)
+        s, e, tsc, evc, dash, clen, elen, ts, cpu_i, pid_i, lines, gidx = (
+            x[keep] for x in (s, e, tsc, evc, dash, clen, elen, ts, cpu_i, pid_i, lines, gidx)
+        )
+
+    # Comms (right-aligned before the dash; strip the padding).
+    ccodes, ccats = _factorize(buf, dash - clen, clen)
+    ctable = np.array(
+        [b.comm_id(c.decode("utf-8", "replace").lstrip(" ")) for c in ccats], np.int32
+    )
+    comm_i = ctable[ccodes] if len(ccodes) else np.zeros(0, np.int32)
+
+    ecodes, ecats = _factorize(buf, tsc + 2, elen)
+    order = np.argsort(ecodes, kind="stable")
+    bounds = np.searchsorted(ecodes[order], np.arange(len(ecats) + 1))
+    for code, raw_name in enumerate(ecats):
+        rows_e = order[bounds[code]:bounds[code + 1]]
+        name = raw_name.decode("ascii")
+        piece = _Piece(lines[rows_e], ts[rows_e], cpu_i[rows_e], pid_i[rows_e], comm_i[rows_e])
+        fs = evc[rows_e] + 2
+        fe = e[rows_e]
+        if name in _MARKER_EVENTS:
+            fs = np.minimum(fs, fe)
+            piece.texts = [
+                _marker_text(name, ch.text(x, y)) for x, y in zip(fs.tolist(), fe.tolist())
+            ]
+            b.add("\0marker", piece)
+            continue
+        kinds = EVENT_FIELDS.get(name)
+        if kinds is None:
+            fs = np.minimum(fs, fe)
+            piece.texts = [ch.text(x, y) for x, y in zip(fs.tolist(), fe.tolist())]
+            b.add(name, piece)
+            continue
+        bad = _process_kv(ch, b, name, kinds, piece, fs, fe)
+        slow_rows.extend(gidx[rows_e[bad]].tolist())
+
+    if slow_rows:
+        slow: dict[str, _SlowRows] = {}
+        for r in sorted(slow_rows):
+            lo, hi = int(starts[r]), int(ends[r])
+            b.slow_line(ch.text(lo, hi), ch.line0 + r + 1, slow)
+        b.flush_slow(slow)
+
+
+def _process_kv(
+    ch: _Chunk, b: _Builder, name: str, kinds: Mapping[str, Kind], piece: _Piece,
+    fs: I64, fe: I64,
+) -> I64:
+    """Parse ``key=value`` fields of one event's rows; add pieces; return rows for the slow
+    path."""
+    buf = ch.buf
+    n = len(fs)
+    # trace-cmd pads the event name: skip leading spaces.
+    lead, has = _first(_win(buf, fs, 32) != _SP)
+    fs = fs + np.where(has, lead, 32)
+    fs = np.minimum(fs, fe)
+    eqs = ch.eqs
+    e0 = np.searchsorted(eqs, fs)
+    cnt = np.searchsorted(eqs, fe) - e0
+    remaining = np.arange(n)
+    slow: list[I64] = []
+    for _ in range(_MAX_ROUNDS):
+        if not remaining.size:
+            break
+        r0 = int(remaining[0])
+        kv = _split_kv(ch.text(int(fs[r0]), int(fe[r0])))
+        if kv is None or len({k for k, _, _ in kv}) != len(kv):
+            slow.append(remaining[:1])
+            remaining = remaining[1:]
+            continue
+        keys = [k for k, _, _ in kv]
+        K = len(keys)
+        sel = remaining[cnt[remaining] == K]
+        E = eqs[e0[sel][:, None] + np.arange(K)[None, :]] if sel.size else np.zeros((0, K), int)
+        okr = np.ones(len(sel), np.bool_)
+        for j, key in enumerate(keys):
+            kb = np.frombuffer(key.encode(), np.uint8)
+            L = len(kb)
+            if j == 0:
+                okr &= E[:, 0] - L == fs[sel]
+            else:
+                okr &= buf[E[:, j] - L - 1] == _SP
+            okr &= (_win(buf, E[:, j] - L, L) == kb[None, :]).all(axis=1)
+        good = sel[okr]
+        rest = np.setdiff1d(remaining, good, assume_unique=True)
+        if good.size == 0 or int(good[0]) != r0:
+            # The representative itself does not fit its own layout (e.g. a '=' in a value).
+            slow.append(np.array([r0], np.int64))
+            rest = rest[rest != r0]
+        remaining = rest
+        if not good.size:
+            continue
+        Eg = E[okr]
+        vs = Eg + 1
+        ve = np.empty_like(Eg)
+        for j in range(K - 1):
+            ve[:, j] = Eg[:, j + 1] - len(keys[j + 1]) - 1
+        ve[:, K - 1] = fe[good]
+        for _strip in range(16):
+            m = (ve > vs) & ((buf[ve - 1] == _SP) | (buf[ve - 1] == _COMMA))
+            if not m.any():
+                break
+            ve -= m
+        cols: dict[str, Arr] = {}
+        vok = np.ones(len(good), np.bool_)
+        for j, key in enumerate(keys):
+            kind = kinds.get(key, "str")
+            a, z = vs[:, j], ve[:, j]
+            if kind == "int":
+                cols[key], okv = _parse_int(buf, a, z)
+            elif kind == "pfn":
+                cols[key], okv = _parse_auto(buf, a, z)
+            elif kind == "ptr":
+                nul = (z - a == 6) & (_win(buf, a, 6) == np.frombuffer(b"(null)", np.uint8)).all(1)
+                v, okv = _parse_ptr(buf, a, z)
+                cols[key] = np.where(nul, np.uint64(0), v)
+                okv |= nul
+            elif kind == "range":
+                okv = (buf[a] == ord("(")) & (buf[z - 1] == ord(")")) & (z - a >= 7)
+                iw = 48
+                tpos, has_t = _first(_win(buf, a, iw) == ord("~"))
+                t = a + tpos
+                okv &= has_t & (t < z) & (buf[t - 1] == _SP) & (buf[t + 1] == _SP)
+                t = np.where(okv, t, a + 3)
+                lo, ok1 = _parse_auto(buf, a + 1, t - 1)
+                hi, ok2 = _parse_auto(buf, t + 2, z - 1)
+                okv &= ok1 & ok2
+                cols["start_pfn"], cols["end_pfn"] = lo, hi
+            else:
+                ln = z - a
+                okv = ln <= 256
+                codes, cats = _factorize(buf, a, np.minimum(ln, 256))
+                cols[key] = b.map_codes(name, key, codes, cats)
+            vok &= okv
+        if not bool(vok.all()):
+            slow.append(good[~vok])
+            keep = np.flatnonzero(vok)
+            good = good[keep]
+            cols = {k: v[keep] for k, v in cols.items()}
+        if good.size:
+            b.add(name, _Piece(
+                piece.line[good], piece.ts[good], piece.cpu[good], piece.pid[good],
+                piece.comm[good], cols,
+            ))
+    if remaining.size:
+        slow.append(remaining)
+    return np.concatenate(slow).astype(np.int64) if slow else np.zeros(0, np.int64)
+
+
+# --------------------------------------------------------------------------------------------
+# Assembly
+
+
+def _concat_pieces(
+    b: _Builder, event: str, pieces: list[_Piece]
+) -> tuple[I64, I64, I32, I32, I32, dict[str, Arr], list[str] | None]:
+    line = np.concatenate([p.line for p in pieces])
+    order = None
+    if len(pieces) > 1 and bool((np.diff(line) < 0).any()):
+        order = np.argsort(line, kind="stable")
+        line = line[order]
+
+    def cat(arrs: list[Arr]) -> Arr:
+        out: Arr = np.concatenate(arrs)
+        return out if order is None else out[order]
+
+    ts, cpu, pid, comm = (cat([getattr(p, f) for p in pieces]) for f in ("ts", "cpu", "pid", "comm"))
+    cols: dict[str, Arr] = {}
+    kinds = EVENT_FIELDS.get(event, {})
+    keys: dict[str, None] = {}
+    for p in pieces:
+        keys.update(dict.fromkeys(p.cols))
+    for key in keys:
+        kind = _column_kind(kinds, key)
+        parts: list[Arr] = []
+        for p in pieces:
+            if key in p.cols:
+                parts.append(p.cols[key])
+            elif kind == "str":
+                parts.append(np.full(len(p.line), -1, np.int32))
+            elif kind == "ptr":
+                parts.append(np.zeros(len(p.line), np.uint64))
+            else:
+                parts.append(np.full(len(p.line), MISSING, np.int64))
+        cols[key] = cat(parts)
+    texts: list[str] | None = None
+    if pieces[0].texts is not None:
+        texts = [t for p in pieces for t in (p.texts or [])]
+        if order is not None:
+            texts = [texts[i] for i in order.tolist()]
+    return line, ts, cpu, pid, comm, cols, texts
+
+
+def _empty_i64() -> I64:
+    return np.zeros(0, np.int64)
+
+
+def _empty_i32() -> I32:
+    return np.zeros(0, np.int32)
+
+
+def _finish(b: _Builder, nr_lines: int) -> Trace:
+    events: dict[str, EventTable] = {}
+    raw: dict[str, RawEventTable] = {}
+    markers = MarkerTable(_empty_i64(), _empty_i64(), _empty_i32(), _empty_i32(), _empty_i32())
+    for event in sorted(b.pieces):
+        line, ts, cpu, pid, comm, cols, texts = _concat_pieces(b, event, b.pieces[event])
+        if event == "\0marker":
+            markers = MarkerTable(line, ts, cpu, pid, comm, text=tuple(texts or ()))
+        elif event in EVENT_FIELDS:
+            cats = {
+                key: tuple(b.cat_ids.get((event, key), {}))
+                for key, v in cols.items()
+                if _column_kind(EVENT_FIELDS[event], key) == "str"
+            }
+            events[event] = EventTable(line, ts, cpu, pid, comm, event, cols, cats)
+        else:
+            raw[event] = RawEventTable(line, ts, cpu, pid, comm, event, tuple(texts or ()))
+    names = (*events, *raw, "tracing_mark_write")
+    tables: list[_Common] = [*events.values(), *raw.values(), markers]
+    all_lines = np.concatenate([t.line for t in tables])
+    ev = np.concatenate([np.full(len(t), i, np.int16) for i, t in enumerate(tables)])
+    rows = np.concatenate([np.arange(len(t), dtype=np.int64) for t in tables])
+    order = np.argsort(all_lines, kind="stable")
+    seq_event, seq_row = ev[order], rows[order]
+    lost = LostEvents(
+        np.array([x[0] for x in b.lost], np.int64),
+        np.array([x[1] for x in b.lost], np.int32),
+        np.array([x[2] for x in b.lost], np.int64),
+    )
+    header = tuple(t for _, t in sorted(b.header))
+    return Trace(
+        path=b.path,
+        nr_lines=nr_lines,
+        comms=tuple(b.comm_ids),
+        events=events,
+        raw=raw,
+        markers=markers,
+        lost=lost,
+        header=header,
+        event_names=names,
+        seq_event=seq_event,
+        seq_row=seq_row,
+    )
+
+
+def _chunks(data: bytes, size: int) -> Iterator[tuple[bytes, int]]:
+    """Split at newlines into pieces of about ``size`` bytes; yield (piece, first line index)."""
+    pos = 0
+    line0 = 0
+    n = len(data)
+    while pos < n:
+        end = min(n, pos + size)
+        if end < n:
+            cut = data.rfind(b"\n", pos, end)
+            end = cut + 1 if cut >= pos else (data.find(b"\n", end) + 1 or n)
+        piece = data[pos:end]
+        if not piece.endswith(b"\n"):
+            piece += b"\n"
+        yield piece, line0
+        line0 += piece.count(b"\n")
+        pos = end
+
+
+def parse_ftrace(data: str | bytes, path: str = "<trace>", *, chunk_size: int = _CHUNK) -> Trace:
+    """Parse ftrace text (``trace`` file or ``trace-cmd report`` output) into a :class:`Trace`."""
+    raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    if b"\r" in raw:
+        raw = raw.replace(b"\r\n", b"\n")
+    b = _Builder(path)
+    nr_lines = 0
+    for piece, line0 in _chunks(raw, chunk_size):
+        _process_chunk(_Chunk(piece, line0), b)
+        nr_lines = line0 + piece.count(b"\n")
+    return _finish(b, nr_lines)
+
+
+def _read_bytes(src: str | os.PathLike[str]) -> tuple[bytes, str]:
+    path = os.fspath(src)
+    with open(path, "rb") as fh:
+        data = fh.read()
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise ParseError(path, None, f"corrupt gzip data: {exc}") from None
+    return data, path
+
+
+def read_ftrace(src: str | os.PathLike[str]) -> Trace:
+    """Read and parse an ftrace text file (plain or gzip)."""
+    data, path = _read_bytes(src)
+    return parse_ftrace(data, path)
+
+
+def bench_ftrace(src: str | os.PathLike[str] | bytes, repeat: int = 3) -> float:
+    """Parse a trace ``repeat`` times; return the best rate in lines per second.
+
+    The file is read and decompressed once, before timing: the figure is the parser's own.
+    """
+    if isinstance(src, bytes):
+        data, path = src, "<bench>"
+    else:
+        data, path = _read_bytes(src)
+    nlines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+    best = float("inf")
+    for _ in range(max(1, repeat)):
+        t0 = time.perf_counter()
+        parse_ftrace(data, path)
+        best = min(best, time.perf_counter() - t0)
+    return nlines / best if best > 0 else float("inf")
