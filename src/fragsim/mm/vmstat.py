@@ -25,6 +25,7 @@ __all__ = [
     "buddyinfo",
     "extfrag_index",
     "fill_contig_page_info",
+    "format_pagetypeinfo",
     "fragmentation_index",
     "pagetypeinfo",
     "unusable_free_index",
@@ -120,35 +121,57 @@ def buddyinfo(m: Machine) -> str:
 
 
 def pagetypeinfo(m: Machine) -> str:
-    """/proc/pagetypeinfo (pagetypeinfo_show): free list lengths per migratetype and order
-    (capped at 100000, printed as >100000), then pageblocks per migratetype."""
+    """/proc/pagetypeinfo (pagetypeinfo_show) of a machine."""
     st = m.state
     mts = _migratetypes(m)
-    out = [
-        f"Page block order: {m.pageblock_order}\n",
-        f"Pages per block:  {1 << m.pageblock_order}\n",
-        "\n",
-        f"{'Free pages count per migrate type at order':<43s} ",
-        "".join(f"{o:6d} " for o in range(MAX_ORDER)),
-        "\n",
-    ]
-    zones = _zones(m, True)
-    for z in zones:
+    free_rows = []
+    block_rows = []
+    for z in _zones(m, True):
+        counts = []
         for mt in mts:
-            out.append(f"Node {_node(m, z):4d}, zone {_zname(m, z):>8s}, type "
-                       f"{MIGRATETYPE_NAMES[mt]:>12s} ")
+            row = []
             for o in range(MAX_ORDER):
                 head = int(st.zs[z, I.ZF_FREE_SENT]) + o * len(MIGRATETYPE_NAMES) + mt
-                n = pa.count_free_list(st, head, PAGETYPEINFO_CAP)
-                out.append(f"{'>' if n >= PAGETYPEINFO_CAP else ''}{n:6d} ")
+                row.append(pa.count_free_list(st, head, PAGETYPEINFO_CAP))
+            counts.append(row)
+        free_rows.append((_node(m, z), _zname(m, z), counts))
+        bc = pageblock_counts(m, z)
+        block_rows.append((_node(m, z), _zname(m, z), [int(bc[mt]) for mt in mts]))
+    return format_pagetypeinfo(
+        m.pageblock_order, [MIGRATETYPE_NAMES[mt] for mt in mts], free_rows, block_rows
+    )
+
+
+def format_pagetypeinfo(
+    pageblock_order: int,
+    mt_names: list[str],
+    free_rows: list[tuple[int, str, list[list[int]]]],
+    block_rows: list[tuple[int, str, list[int]]],
+    nr_orders: int = MAX_ORDER,
+) -> str:
+    """pagetypeinfo_showfree_print + pagetypeinfo_showblockcount_print: free list lengths per
+    (zone, migratetype, order), a count that reached 100000 printed as >100000, then pageblocks
+    per migratetype."""
+    out = [
+        f"Page block order: {pageblock_order}\n",
+        f"Pages per block:  {1 << pageblock_order}\n",
+        "\n",
+        f"{'Free pages count per migrate type at order':<43s} ",
+        "".join(f"{o:6d} " for o in range(nr_orders)),
+        "\n",
+    ]
+    for node, zname, counts in free_rows:
+        for name, row in zip(mt_names, counts, strict=True):
+            out.append(f"Node {node:4d}, zone {zname:>8s}, type {name:>12s} ")
+            out.append("".join(
+                f"{'>' if n >= PAGETYPEINFO_CAP else ''}{n:6d} " for n in row))
             out.append("\n")
     out.append(f"\n{'Number of blocks type ':<23s}")
-    out.append("".join(f"{MIGRATETYPE_NAMES[mt]:>12s} " for mt in mts))
+    out.append("".join(f"{name:>12s} " for name in mt_names))
     out.append("\n")
-    for z in zones:
-        counts = pageblock_counts(m, z)
-        out.append(f"Node {_node(m, z)}, zone {_zname(m, z):>8s} ")
-        out.append("".join(f"{int(counts[mt]):12d} " for mt in mts))
+    for node, zname, bc in block_rows:
+        out.append(f"Node {node}, zone {zname:>8s} ")
+        out.append("".join(f"{n:12d} " for n in bc))
         out.append("\n")
     return "".join(out)
 

@@ -1,0 +1,82 @@
+"""Parsers for inputs taken from real Linux systems (procfs, debugfs, kpageflags, ftrace,
+page_owner, Android bugreports). Formats are those of Linux 6.1, tolerant of other versions;
+malformed content raises :class:`fragsim.errors.ParseError` naming the file and line."""
+
+from fragsim.parsers.bugreport import (
+    BugreportMemory,
+    BugreportSection,
+    bugreport_sections,
+    parse_bugreport,
+    read_bugreport,
+)
+from fragsim.parsers.ftrace import (
+    EVENT_FIELDS,
+    MISSING,
+    EventTable,
+    LostEvents,
+    MarkerTable,
+    RawEventTable,
+    Trace,
+    bench_ftrace,
+    parse_ftrace,
+    read_ftrace,
+)
+from fragsim.parsers.kpageflags import (
+    PageKind,
+    classify,
+    kind_counts,
+    read_kpagecount,
+    read_kpageflags,
+)
+from fragsim.parsers.page_owner import PageOwnerRecord, parse_page_owner
+from fragsim.parsers.procfs import (
+    BuddyInfoRow,
+    ExtfragRow,
+    FreeCounts,
+    Pageset,
+    PageTypeInfo,
+    ZoneInfo,
+    parse_buddyinfo,
+    parse_extfrag,
+    parse_meminfo,
+    parse_pagetypeinfo,
+    parse_vmstat,
+    parse_zoneinfo,
+)
+
+__all__ = [
+    "EVENT_FIELDS",
+    "MISSING",
+    "BuddyInfoRow",
+    "BugreportMemory",
+    "BugreportSection",
+    "EventTable",
+    "ExtfragRow",
+    "FreeCounts",
+    "LostEvents",
+    "MarkerTable",
+    "PageKind",
+    "PageOwnerRecord",
+    "PageTypeInfo",
+    "Pageset",
+    "RawEventTable",
+    "Trace",
+    "ZoneInfo",
+    "bench_ftrace",
+    "bugreport_sections",
+    "classify",
+    "kind_counts",
+    "parse_buddyinfo",
+    "parse_bugreport",
+    "parse_extfrag",
+    "parse_ftrace",
+    "parse_meminfo",
+    "parse_page_owner",
+    "parse_pagetypeinfo",
+    "parse_vmstat",
+    "parse_zoneinfo",
+    "read_bugreport",
+    "read_ftrace",
+    "read_kpagecount",
+    "read_kpageflags",
+]

@@ -42,7 +42,7 @@ import gzip
 import os
 import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -280,97 +280,229 @@ class Trace:
 
 
 # --------------------------------------------------------------------------------------------
-# Lookup tables (read-only)
+# Word-at-a-time helpers: 8 text bytes are loaded as one little-endian uint64 (byte 0 = the
+# first character) and tested or converted with a few integer operations per word, for all
+# lines at once ("SIMD within a register").
+
+U8 = npt.NDArray[np.uint8]
+U64 = npt.NDArray[np.uint64]
+Bool = npt.NDArray[np.bool_]
 
 
-def _lut(chars: bytes, values: Sequence[int]) -> npt.NDArray[np.uint8]:
-    t = np.full(256, 255, dtype=np.uint8)
-    for c, v in zip(chars, values, strict=True):
-        t[c] = v
-    t.flags.writeable = False
-    return t
+def _u(x: int) -> np.uint64:
+    return np.uint64(x)
 
 
-_DEC: Final = _lut(b"0123456789", range(10))
-_HEX: Final = _lut(b"0123456789abcdefABCDEF", [*range(16), *range(10, 16)])
-_WORD: Final = _lut(
-    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_", [1] * 63
-)
+_REP: Final = 0x0101010101010101
+_B01, _B03, _B06, _B09 = _u(_REP), _u(3 * _REP), _u(6 * _REP), _u(9 * _REP)
+_B0F, _B10, _B20, _B30 = _u(0x0F * _REP), _u(0x10 * _REP), _u(0x20 * _REP), _u(0x30 * _REP)
+_B60, _B7F, _B80, _BF0 = _u(0x60 * _REP), _u(0x7F * _REP), _u(0x80 * _REP), _u(0xF0 * _REP)
+
+
+def _byte_masks() -> tuple[U64, U64]:
+    lo = np.array([(1 << (8 * k)) - 1 for k in range(9)], dtype=np.uint64)
+    hi = np.array([((1 << 64) - 1) ^ ((1 << (8 * (8 - k))) - 1) for k in range(9)], np.uint64)
+    lo.flags.writeable = False
+    hi.flags.writeable = False
+    return lo, hi
+
+
+_LO, _HI = _byte_masks()
+"""``_LO[k]`` selects the first k characters of a word, ``_HI[k]`` the last k."""
 
 PAD: Final = 128
 _CHUNK: Final = 1 << 24
 _SP, _NL, _COLON, _EQ, _DOT = 32, 10, 58, 61, 46
 _LBR, _RBR, _DASH, _COMMA, _HASH = 91, 93, 45, 44, 35
 _MAX_ROUNDS: Final = 6
+_EVENT_NAME_RE = re.compile(r"[A-Za-z_]\w*")
 
 
-def _win(buf: npt.NDArray[np.uint8], pos: Arr, width: int) -> npt.NDArray[np.uint8]:
-    """Rows of ``width`` bytes starting at each position (a copy)."""
-    out: npt.NDArray[np.uint8] = sliding_window_view(buf, width)[pos]
+def _load8(buf: U8, pos: Arr) -> U64:
+    """The 8 bytes at each position as little-endian words (``len(buf)`` is a multiple of 8).
+
+    Two aligned gathers and shifts; much faster than fancy-indexing a sliding window.
+    """
+    words = buf.view("<u8")
+    r = (pos & 7).astype(np.uint64) * _u(8)
+    q = pos >> 3
+    out: U64 = (words[q] >> r) | (words[q + 1] << (_u(64) - r))
     return out
 
 
-def _run_right(
-    buf: npt.NDArray[np.uint8], end: Arr, width: int, lut: npt.NDArray[np.uint8], base: int
-) -> tuple[npt.NDArray[np.uint64], I64]:
-    """Value and length of the run of digits ending just before ``end`` (at most ``width``)."""
-    d = lut[_win(buf, end - width, width)]
-    valid = d < base
-    inv = ~valid[:, ::-1]
-    run = np.where(inv.any(axis=1), inv.argmax(axis=1), width).astype(np.int64)
-    keep = np.arange(width)[None, :] >= (width - run)[:, None]
-    dm = np.where(keep, d, 0).astype(np.uint64)
-    v = np.zeros(len(end), dtype=np.uint64)
-    b = np.uint64(base)
-    for j in range(width):
-        v = v * b + dm[:, j]
-    return v, run
+def _win(buf: U8, pos: Arr, width: int) -> U8:
+    """Rows of ``width`` bytes starting at each position (a copy)."""
+    out: U8 = sliding_window_view(buf, width)[pos]
+    return out
 
 
-def _first(mask: npt.NDArray[np.bool_]) -> tuple[I64, npt.NDArray[np.bool_]]:
+def _first(mask: Bool) -> tuple[I64, Bool]:
     """Column of the first True per row, and whether there is one."""
     idx = mask.argmax(axis=1).astype(np.int64)
     return idx, mask[np.arange(mask.shape[0]), idx]
 
 
-_GOLDEN: Final = np.uint64(0x9E3779B97F4A7C15)
-_MIX: Final = np.uint64(0xBF58476D1CE4E5B9)
+def _nz(v: U64) -> U64:
+    """0x80 in every byte of ``v`` that is not zero, 0 in the others (exact, no carries)."""
+    return (((v & _B7F) + _B7F) | v) & _B80
 
 
-def _factorize(
-    buf: npt.NDArray[np.uint8], start: Arr, length: Arr
-) -> tuple[I32, list[bytes]]:
-    """Codes and distinct byte strings of the substrings ``buf[start:start+length]``."""
+def _nondigit(x: U64) -> U64:
+    """0x80 in every byte that is not an ASCII digit."""
+    return _nz(((x & _BF0) ^ _B30) | (((x & _B0F) + _B06) & _BF0))
+
+
+def _nonhex(x: U64) -> U64:
+    """0x80 in every byte that is not a hex digit (either case)."""
+    low = x | _B20
+    hi = (low >> _u(4)) & _B0F
+    lo = low & _B0F
+    dig = (hi ^ _B03) | ((lo + _B06) & _B10)
+    let = (hi ^ _B06) | ((lo + _B09) & _B10) | (((lo + _B0F) & _B10) ^ _B10)
+    return (_nz(dig) & _nz(let)) | (_nz(x & _B60) ^ _B80)
+
+
+def _dec8(x: U64) -> U64:
+    """Value of 8 ASCII digits."""
+    x = x & _B0F
+    x = (x * _u(10) + (x >> _u(8))) & _u(0x00FF00FF00FF00FF)
+    x = (x * _u(100) + (x >> _u(16))) & _u(0x0000FFFF0000FFFF)
+    out: U64 = (x * _u(10000) + (x >> _u(32))) & _u(0xFFFFFFFF)
+    return out
+
+
+def _hex8(x: U64) -> U64:
+    """Value of 8 hex digits."""
+    v = (x & _B0F) + ((x >> _u(6)) & _B01) * _u(9)
+    v = ((v << _u(4)) + (v >> _u(8))) & _u(0x00FF00FF00FF00FF)
+    v = ((v << _u(8)) + (v >> _u(16))) & _u(0x0000FFFF0000FFFF)
+    out: U64 = ((v << _u(16)) + (v >> _u(32))) & _u(0xFFFFFFFF)
+    return out
+
+
+def _hibit(v: U64) -> I64:
+    """Index of the highest set bit of each (non-zero) value."""
+    _, e = np.frexp(v.astype(np.float64))
+    return e.astype(np.int64) - 1
+
+
+def _digit_run(buf: U8, end: I64) -> I64:
+    """Number of ASCII digits right before ``end`` (16 means 16 or more)."""
+    nd = _nondigit(_load8(buf, end - 8))
+    run = np.full(len(end), 8, np.int64)
+    has = nd != 0
+    run[has] = 7 - (_hibit(nd[has]) >> 3)
+    more = np.flatnonzero(~has)
+    if more.size:
+        nd2 = _nondigit(_load8(buf, end[more] - 16))
+        r2 = np.full(more.size, 8, np.int64)
+        h2 = nd2 != 0
+        r2[h2] = 7 - (_hibit(nd2[h2]) >> 3)
+        run[more] = 8 + r2
+    return run
+
+
+def _digits(buf: U8, vs: I64, ve: I64, hexa: bool) -> tuple[U64, Bool]:
+    """Value of the digits in ``[vs, ve)`` (1 to 16 of them) and whether they are all digits."""
+    ln = ve - vs
+    ok = (ln >= 1) & (ln <= 16)
+    ln = np.clip(ln, 0, 16)
+    bad, conv, scale = (_nonhex, _hex8, _u(1 << 32)) if hexa else (_nondigit, _dec8, _u(10**8))
+    m = _HI[np.minimum(ln, 8)]
+    x = (_load8(buf, ve - 8) & m) | (_B30 & ~m)
+    ok &= bad(x) == 0
+    val = conv(x)
+    sel = np.flatnonzero(ln > 8)
+    if sel.size:
+        m2 = _HI[ln[sel] - 8]
+        y = (_load8(buf, ve[sel] - 16) & m2) | (_B30 & ~m2)
+        ok[sel] &= bad(y) == 0
+        val[sel] += conv(y) * scale
+    return val, ok
+
+
+def _parse_int(buf: U8, vs: I64, ve: I64) -> tuple[I64, Bool]:
+    """Signed decimal (at most 16 digits here; longer ones go to the per-line path)."""
+    neg = buf[vs] == _DASH
+    v, ok = _digits(buf, vs + neg, ve, False)
+    iv = v.astype(np.int64)
+    return np.where(neg, -iv, iv), ok
+
+
+def _is_0x(buf: U8, vs: I64, ve: I64) -> Bool:
+    out: Bool = (buf[vs] == 48) & ((buf[vs + 1] | 0x20) == ord("x")) & (ve - vs > 2)
+    return out
+
+
+def _parse_auto(buf: U8, vs: I64, ve: I64) -> tuple[I64, Bool]:
+    """``0x<hex>`` (at most 15 digits) or decimal, non-negative."""
+    hx = _is_0x(buf, vs, ve)
+    val = np.zeros(len(vs), np.int64)
+    ok = np.zeros(len(vs), np.bool_)
+    for is_hex in (True, False):
+        sel = np.flatnonzero(hx == is_hex)
+        if sel.size:
+            a = vs[sel] + (2 if is_hex else 0)
+            v, okv = _digits(buf, a, ve[sel], is_hex)
+            val[sel] = v.astype(np.int64)
+            ok[sel] = okv & (ve[sel] - a <= (15 if is_hex else 16))
+    return val, ok
+
+
+def _parse_ptr(buf: U8, vs: I64, ve: I64) -> tuple[U64, Bool]:
+    """Hex pointer with or without ``0x``; ``(null)`` is 0."""
+    v, ok = _digits(buf, vs + 2 * _is_0x(buf, vs, ve), ve, True)
+    nul = (ve - vs == 6) & ((_load8(buf, vs) & _LO[6]) == _u(int.from_bytes(b"(null)", "little")))
+    return np.where(nul, _u(0), v), ok | nul
+
+
+_GOLDEN: Final = _u(0x9E3779B97F4A7C15)
+_MIX1: Final = _u(0xBF58476D1CE4E5B9)
+_MIX2: Final = _u(0x94D049BB133111EB)
+
+
+def _factorize(buf: U8, start: I64, length: I64) -> tuple[I32, list[bytes]]:
+    """Codes and distinct byte strings of the substrings ``buf[start:start+length]``.
+
+    Strings are told apart by two independent 64-bit hashes of all their bytes.
+    """
     n = len(start)
     if n == 0:
         return np.zeros(0, np.int32), []
-    width = max(8, (int(length.max()) + 7) // 8 * 8)
-    w = _win(buf, start, width)
-    w = np.where(np.arange(width)[None, :] < length[:, None], w, 0).astype(np.uint8)
-    words = np.ascontiguousarray(w).view(np.uint64)
-    h = length.astype(np.uint64) * _GOLDEN
-    for j in range(words.shape[1]):
-        h = (h ^ words[:, j]) * _MIX
-        h ^= h >> np.uint64(31)
-    bits = int(min(20, max(8, int(n).bit_length() + 4)))
-    for shift in (64 - bits, 0, 20):
-        b = ((h >> np.uint64(shift)) & np.uint64((1 << bits) - 1)).astype(np.intp)
-        present = np.zeros(1 << bits, dtype=np.bool_)
-        present[b] = True
-        ids = np.cumsum(present) - 1
-        codes = ids[b].astype(np.int32)
-        k = int(ids[-1]) + 1
-        rep = np.empty(k, dtype=np.intp)
+    limit = len(buf) - 8
+    h1 = length.astype(np.uint64) * _GOLDEN
+    h2 = length.astype(np.uint64) + _MIX2
+    for j in range((int(length.max()) + 7) // 8):
+        rem = np.clip(length - 8 * j, 0, 8)
+        w = _load8(buf, np.minimum(start + 8 * j, limit)) & _LO[rem]
+        h1 = (h1 ^ w) * _MIX1
+        h1 ^= h1 >> _u(31)
+        h2 = (h2 + w) * _MIX2
+        h2 ^= h2 >> _u(29)
+    bits = int(min(20, max(8, n.bit_length() + 4)))
+    bk = (h1 >> _u(64 - bits)).astype(np.intp)
+    present = np.zeros(1 << bits, dtype=np.bool_)
+    present[bk] = True
+    ids = np.cumsum(present) - 1
+    codes = ids[bk].astype(np.int32)
+    nuniq = int(ids[-1]) + 1
+    for attempt in range(2):
+        rep = np.empty(nuniq, dtype=np.intp)
         rep[codes] = np.arange(n)
-        same = (w == w[rep][codes]).all(axis=1) & (length == length[rep][codes])
-        if bool(same.all()):
-            cats = [w[r, : int(length[r])].tobytes() for r in rep]
+        rc = rep[codes]
+        if bool(((h1 == h1[rc]) & (h2 == h2[rc]) & (length == length[rc])).all()):
+            cats = [buf[int(start[r]):int(start[r] + length[r])].tobytes() for r in rep]
             return codes, cats
-    # Hash collision in every try: fall back to a dictionary (slow, correct).
+        if attempt == 0:
+            # Two strings share a bucket (many distinct strings): sort the full hashes.
+            uniq, inv = np.unique(h1, return_inverse=True)
+            codes, nuniq = inv.astype(np.int32).ravel(), len(uniq)
+    # A full 64-bit collision: fall back to a dictionary (slow, correct).
     table: dict[bytes, int] = {}
     out = np.empty(n, dtype=np.int32)
     for i in range(n):
-        out[i] = table.setdefault(w[i, : int(length[i])].tobytes(), len(table))
+        a = int(start[i])
+        out[i] = table.setdefault(buf[a:a + int(length[i])].tobytes(), len(table))
     return out, list(table)
 
 
@@ -535,7 +667,11 @@ class _Builder:
         if len(frac) > 9:
             raise ParseError(path, lineno, f"timestamp with more than 9 decimals: {frac!r}")
         ts = int(m.group("sec")) * 1_000_000_000 + int(frac) * 10 ** (9 - len(frac))
+        if ts > _I64_MAX:
+            raise ParseError(path, lineno, "timestamp too large for int64 nanoseconds")
         cpu = int(m.group("cpu") if m.group("cpu") is not None else m.group("cpu2"))
+        if cpu >= 1 << 31 or int(m.group("pid")) >= 1 << 31:
+            raise ParseError(path, lineno, "cpu or pid does not fit in 32 bits")
         rest = line[m.end() + 1:] if m.end() < len(line) else ""
         rows = slow.setdefault(event, _SlowRows())
         rows.line.append(lineno)
@@ -615,64 +751,18 @@ def _column_kind(kinds: Mapping[str, Kind], key: str) -> Kind:
 # Vectorised path
 
 
-def _parse_auto(
-    buf: npt.NDArray[np.uint8], vs: I64, ve: I64
-) -> tuple[I64, npt.NDArray[np.bool_]]:
-    """Parse 0x-hex or decimal non-negative integers in [vs, ve)."""
-    n = len(vs)
-    val = np.zeros(n, np.int64)
-    ok = np.zeros(n, np.bool_)
-    if n == 0:
-        return val, ok
-    hx = (buf[vs] == 48) & ((buf[vs + 1] | 0x20) == ord("x")) & (ve - vs > 2)
-    for is_hex in (True, False):
-        sel = np.flatnonzero(hx == is_hex)
-        if not sel.size:
-            continue
-        ds = vs[sel] + (2 if is_hex else 0)
-        ln = ve[sel] - ds
-        limit = 15 if is_hex else 18
-        width = int(min(limit, max(1, int(ln.max()))))
-        v, run = _run_right(
-            buf, ve[sel], width, _HEX if is_hex else _DEC, 16 if is_hex else 10
-        )
-        val[sel] = v.astype(np.int64)
-        ok[sel] = (ln >= 1) & (ln <= width) & (run == ln)
-    return val, ok
-
-
-def _parse_int(buf: npt.NDArray[np.uint8], vs: I64, ve: I64) -> tuple[I64, npt.NDArray[np.bool_]]:
-    neg = buf[vs] == _DASH
-    ds = vs + neg
-    ln = ve - ds
-    width = int(min(18, max(1, int(ln.max()) if len(ln) else 1)))
-    v, run = _run_right(buf, ve, width, _DEC, 10)
-    iv = v.astype(np.int64)
-    return np.where(neg, -iv, iv), (ln >= 1) & (ln <= width) & (run == ln)
-
-
-def _parse_ptr(
-    buf: npt.NDArray[np.uint8], vs: I64, ve: I64
-) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.bool_]]:
-    hx = (buf[vs] == 48) & ((buf[vs + 1] | 0x20) == ord("x")) & (ve - vs > 2)
-    ds = vs + 2 * hx
-    ln = ve - ds
-    width = int(min(16, max(1, int(ln.max()) if len(ln) else 1)))
-    v, run = _run_right(buf, ve, width, _HEX, 16)
-    return v, (ln >= 1) & (ln <= width) & (run == ln)
-
-
 class _Chunk:
-    """One chunk of the file as a padded byte array, with its delimiter positions."""
+    """One chunk of the file as a padded byte array."""
 
     def __init__(self, data: bytes, line0: int) -> None:
-        pad = b"\0" * PAD
-        self.buf: npt.NDArray[np.uint8] = np.frombuffer(pad + data + pad, np.uint8)
+        tail = PAD + (-(PAD + len(data)) % 8)
+        self.buf: U8 = np.frombuffer(b"\0" * PAD + data + b"\0" * tail, np.uint8)
         self.line0 = line0
         self._eqs: I64 | None = None
 
     @property
     def eqs(self) -> I64:
+        """Positions of every '=' (computed on first use)."""
         if self._eqs is None:
             self._eqs = np.flatnonzero(self.buf == _EQ).astype(np.int64)
         return self._eqs
@@ -681,20 +771,119 @@ class _Chunk:
         return self.buf[a:b].tobytes().decode("utf-8", "replace")
 
 
-def _process_chunk(ch: _Chunk, b: _Builder) -> None:
+def _match(buf: U8, pos: I64, lit: bytes) -> Bool:
+    """Whether the bytes at each position equal ``lit``."""
+    ok = np.ones(len(pos), np.bool_)
+    for j in range(0, len(lit), 8):
+        part = lit[j:j + 8]
+        want = _u(int.from_bytes(part.ljust(8, b"\0"), "little"))
+        ok &= (_load8(buf, pos + j) & _LO[len(part)]) == want
+    return ok
+
+
+def _timestamps(buf: U8, tsc: I64) -> tuple[I64, I64, Bool]:
+    """``<sec>.<frac>`` ending at each ``tsc`` (the colon): ns, start of <sec>, validity."""
+    n = len(tsc)
+    frac = np.zeros(n, np.int64)
+    pending = np.arange(n)
+    for d in (6, 9, 3, 1, 2, 4, 5, 7, 8):
+        if not pending.size:
+            break
+        hit = buf[tsc[pending] - 1 - d] == _DOT
+        frac[pending[hit]] = d
+        pending = pending[~hit]
+    ok = frac > 0
+    dot = tsc - 1 - frac
+    fv, fok = _digits(buf, dot + 1, tsc, False)
+    run = _digit_run(buf, dot)
+    ok &= fok & (run >= 1) & (run <= 9)  # longer: the per-line path checks the int64 range
+    tstart = dot - run
+    sec, sok = _digits(buf, tstart, dot, False)
+    ok &= sok & (buf[tstart - 1] == _SP)
+    scale = np.power(10, 9 - np.minimum(frac, 9)).astype(np.int64)
+    ts = sec.astype(np.int64) * 1_000_000_000 + fv.astype(np.int64) * scale
+    return ts, tstart, ok
+
+
+_W1_MASK: Final = _u(0xFF | 0xFF << 8 | 0xFF << 40 | 0xFF << 48)
+_W1_WANT: Final = _u(_SP | _LBR << 8 | _RBR << 40 | _SP << 48)
+
+
+def _prefix_fixed(buf: U8, s: I64, tstart: I64, flags_w: int) -> tuple[Bool, U64, U64]:
+    """The kernel's own layout ``"%16s-%-7d [%03d] "`` + flags + spaces up to the timestamp."""
+    w0 = _load8(buf, s + 16)  # '-' and the 7 pid characters
+    w1 = _load8(buf, s + 24)  # ' [ddd] ' and one more byte
+    ok = (w0 & _u(0xFF)) == _u(_DASH)
+    ok &= (w1 & _W1_MASK) == _W1_WANT
+    c = ((w1 << _u(24)) & _HI[3]) | (_B30 & _LO[5])
+    ok &= _nondigit(c) == 0
+    cpu = _dec8(c)
+    p = w0 >> _u(8)  # pid digits left-aligned, then spaces, then a zero byte
+    nd = _nondigit(p)
+    ndig = _hibit(nd & (~nd + _u(1))) >> 3
+    ok &= ndig >= 1
+    ok &= ((p ^ _B20) & (_LO[7] & ~_LO[ndig])) == 0
+    shift = (8 * (8 - ndig)).astype(np.uint64)
+    pid = _dec8((p << shift) | (_B30 & _LO[8 - ndig]))
+    if flags_w:
+        fm = _LO[flags_w]
+        ok &= (_nz(_load8(buf, s + 31) ^ _B20) & fm) == (_B80 & fm)
+        pad0 = s + 31 + flags_w
+    else:
+        pad0 = s + 30
+    plen = tstart - pad0
+    ok &= (plen >= 1) & (plen <= 8)
+    ok &= ((_load8(buf, pad0) ^ _B20) & _LO[np.clip(plen, 0, 8)]) == 0
+    return ok, cpu, pid
+
+
+def _prefix_generic(
+    buf: U8, s: I64, tstart: I64
+) -> tuple[Bool, U64, U64, I64]:
+    """Any ``comm-pid [cpu] [flags] `` prefix (trace-cmd, other column widths)."""
+    W = 24
+    p = tstart - 1
+    rv = _win(buf, p - (W - 1), W)[:, ::-1]
+    sp = rv == _SP
+    cols = np.arange(W)[None, :]
+    a, has_a = _first(~sp)
+    bb, has_b = _first(sp & (cols > a[:, None]))
+    c, has_c = _first(~sp & (cols > bb[:, None]))
+    rows = np.arange(len(s))
+    at_a = rv[rows, a] == _RBR
+    ok = has_a & (at_a | (has_b & has_c & (rv[rows, c] == _RBR)))
+    rb = p - np.where(at_a, a, c)
+    crun = _digit_run(buf, rb)
+    ok &= (crun >= 1) & (crun <= 5)
+    cpu, okc = _digits(buf, rb - crun, rb, False)
+    lb = rb - crun - 1
+    ok &= okc & (buf[lb] == _LBR)
+    a2, has_a2 = _first(_win(buf, lb - 16, 16)[:, ::-1] != _SP)
+    ok &= has_a2 & (a2 >= 1)
+    pe = lb - a2
+    prun = _digit_run(buf, pe)
+    ok &= (prun >= 1) & (prun <= 7)
+    pid, okp = _digits(buf, pe - prun, pe, False)
+    dash = pe - prun - 1
+    ok &= okp & (buf[dash] == _DASH) & (dash >= s) & (dash - s <= 64)
+    return ok, cpu, pid, dash - s
+
+
+def _process_chunk(ch: _Chunk, b: _Builder) -> int:
+    """Parse one chunk into the builder; return its number of lines."""
     buf = ch.buf
     nl = np.flatnonzero(buf == _NL).astype(np.int64)
     n = len(nl)
     if n == 0:
-        return
+        return 0
     starts = np.empty(n, np.int64)
     starts[0] = PAD
     starts[1:] = nl[:-1] + 1
     ends = nl
     first = buf[starts]
     special = (ends == starts) | (first == _HASH)
-    slow_rows: list[int] = np.flatnonzero(special & (first == _HASH)).tolist()
-    # Blank lines (empty) need no work; '#' lines go to the header through the slow path.
+    # Empty lines need no work; '#' lines go to the header through the per-line path.
+    slow_rows: list[int] = np.flatnonzero(first == _HASH).tolist()
     idx = np.flatnonzero(~special)
     s = starts[idx]
     e = ends[idx]
@@ -709,107 +898,63 @@ def _process_chunk(ch: _Chunk, b: _Builder) -> None:
     tsc = np.where(ok, tsc, s + 40)
     evc = np.where(ok, evc, s + 41)
 
-    # Timestamp: <sec>.<frac>: with 1..9 decimals (6 in the kernel's text, 6 or 9 trace-cmd).
-    frac = np.zeros(len(s), np.int64)
-    for d in (6, 9, 3, 1, 2, 4, 5, 7, 8):
-        hit = (frac == 0) & (buf[tsc - 1 - d] == _DOT)
-        frac[hit] = d
-    ok &= frac > 0
-    dot = tsc - 1 - frac
-    sec, srun = _run_right(buf, dot, 12, _DEC, 10)
-    ok &= (srun >= 1) & (srun < 12)
-    tstart = dot - srun
-    ok &= buf[tstart - 1] == _SP
-    ts = sec.astype(np.int64) * 1_000_000_000
-    for d in np.unique(frac[frac > 0]).tolist():
-        sel = np.flatnonzero(frac == d)
-        fv, frun = _run_right(buf, tsc[sel], d, _DEC, 10)
-        ok[sel] &= frun == d
-        ts[sel] += fv.astype(np.int64) * 10 ** (9 - d)
-
-    # Between ']' and the timestamp: spaces, optionally a flags token.
-    W = 24
-    p = tstart - 1
-    rv = _win(buf, p - (W - 1), W)[:, ::-1]
-    sp = rv == _SP
-    cols = np.arange(W)[None, :]
-    a, has_a = _first(~sp)
-    bb, has_b = _first(sp & (cols > a[:, None]))
-    c, has_c = _first(~sp & (cols > bb[:, None]))
-    rows = np.arange(len(s))
-    at_a = rv[rows, a] == _RBR
-    rb_off = np.where(at_a, a, c)
-    ok &= has_a & (at_a | (has_b & has_c & (rv[rows, c] == _RBR)))
-    rb = p - rb_off
-    cpu, crun = _run_right(buf, rb, 6, _DEC, 10)
-    ok &= (crun >= 1) & (crun < 6)
-    lb = rb - crun - 1
-    ok &= buf[lb] == _LBR
-    # Before '[': spaces, then <pid>, then '-'.
-    W2 = 16
-    rv2 = _win(buf, lb - W2, W2)[:, ::-1]
-    sp2 = rv2 == _SP
-    a2, has_a2 = _first(~sp2)
-    ok &= has_a2 & (a2 >= 1)
-    pid, prun = _run_right(buf, lb - a2, 8, _DEC, 10)
-    ok &= (prun >= 1) & (prun < 8)
-    dash = lb - a2 - prun - 1
-    ok &= buf[dash] == _DASH
-    clen = dash - s
-    ok &= (clen >= 0) & (clen <= 24)
-    # Event name.
-    elen = evc - (tsc + 2)
-    ok &= (elen >= 1) & (elen <= 48)
+    ts, tstart, okt = _timestamps(buf, tsc)
+    ok &= okt
+    cpu = np.zeros(len(s), np.uint64)
+    pid = np.zeros(len(s), np.uint64)
+    clen = np.full(len(s), 16, np.int64)
+    pending = np.flatnonzero(ok)
+    for flags_w in (5, 4, 0):
+        if not pending.size:
+            break
+        okf, c, p = _prefix_fixed(buf, s[pending], tstart[pending], flags_w)
+        hit = pending[okf]
+        cpu[hit] = c[okf]
+        pid[hit] = p[okf]
+        pending = pending[~okf]
+    if pending.size:
+        okg, c, p, cl = _prefix_generic(buf, s[pending], tstart[pending])
+        hit = pending[okg]
+        cpu[hit], pid[hit], clen[hit] = c[okg], p[okg], cl[okg]
+        ok[pending[~okg]] = False
+    elen = evc - tsc - 2
+    ok &= (elen >= 1) & (elen <= 64) & (cpu < 1 << 31) & (pid < 1 << 31)
 
     good = np.flatnonzero(ok)
     slow_rows.extend(idx[~ok].tolist())
-    s, e, tsc, evc, dash, clen, elen = (x[good] for x in (s, e, tsc, evc, dash, clen, elen))
-    ts, cpu_i, pid_i = ts[good], cpu[good].astype(np.int32), pid[good].astype(np.int32)
-    lines = ch.line0 + idx[good] + 1
     gidx = idx[good]
+    s, e, tsc, evc, clen, elen, ts = (x[good] for x in (s, e, tsc, evc, clen, elen, ts))
+    cpu_i, pid_i = cpu[good].astype(np.int32), pid[good].astype(np.int32)
+    lines = ch.line0 + gidx + 1
 
-    # Event names must be word characters.
-    ew = max(8, int(elen.max()) if len(elen) else 8)
-    wchars = _WORD[_win(buf, tsc + 2, ew)] == 1
-    ewok = (wchars | (np.arange(ew)[None, :] >= elen[:, None])).all(axis=1)
-    if not bool(ewok.all()):
-        slow_rows.extend(gidx[~ewok].tolist())
-        keep = np.flatnonzero(ewok)
-        s, e, tsc, evc, dash, clen, elen, ts, cpu_i, pid_i, lines, gidx = (
-            x[keep] for x in (s, e, tsc, evc, dash, clen, elen, ts, cpu_i, pid_i, lines, gidx)
-        )
-
-    # Comms (right-aligned before the dash; strip the padding).
-    ccodes, ccats = _factorize(buf, dash - clen, clen)
+    ccodes, ccats = _factorize(buf, s, clen)
     ctable = np.array(
         [b.comm_id(c.decode("utf-8", "replace").lstrip(" ")) for c in ccats], np.int32
     )
     comm_i = ctable[ccodes] if len(ccodes) else np.zeros(0, np.int32)
 
     ecodes, ecats = _factorize(buf, tsc + 2, elen)
-    order = np.argsort(ecodes, kind="stable")
-    bounds = np.searchsorted(ecodes[order], np.arange(len(ecats) + 1))
     for code, raw_name in enumerate(ecats):
-        rows_e = order[bounds[code]:bounds[code + 1]]
-        name = raw_name.decode("ascii")
+        rows_e = np.flatnonzero(ecodes == code)
+        name = raw_name.decode("utf-8", "replace")
+        if not _EVENT_NAME_RE.fullmatch(name):
+            slow_rows.extend(gidx[rows_e].tolist())
+            continue
         piece = _Piece(lines[rows_e], ts[rows_e], cpu_i[rows_e], pid_i[rows_e], comm_i[rows_e])
-        fs = evc[rows_e] + 2
         fe = e[rows_e]
+        fs = np.minimum(evc[rows_e] + 2, fe)
         if name in _MARKER_EVENTS:
-            fs = np.minimum(fs, fe)
-            piece.texts = [
-                _marker_text(name, ch.text(x, y)) for x, y in zip(fs.tolist(), fe.tolist())
-            ]
+            spans = zip(fs.tolist(), fe.tolist(), strict=True)
+            piece.texts = [_marker_text(name, ch.text(x, y)) for x, y in spans]
             b.add("\0marker", piece)
             continue
         kinds = EVENT_FIELDS.get(name)
         if kinds is None:
-            fs = np.minimum(fs, fe)
-            piece.texts = [ch.text(x, y) for x, y in zip(fs.tolist(), fe.tolist())]
+            piece.texts = [ch.text(x, y) for x, y in zip(fs.tolist(), fe.tolist(), strict=True)]
             b.add(name, piece)
             continue
         bad = _process_kv(ch, b, name, kinds, piece, fs, fe)
-        slow_rows.extend(gidx[rows_e[bad]].tolist())
+        slow_rows.extend(gidx[bad].tolist())
 
     if slow_rows:
         slow: dict[str, _SlowRows] = {}
@@ -817,20 +962,24 @@ def _process_chunk(ch: _Chunk, b: _Builder) -> None:
             lo, hi = int(starts[r]), int(ends[r])
             b.slow_line(ch.text(lo, hi), ch.line0 + r + 1, slow)
         b.flush_slow(slow)
+    return n
 
 
 def _process_kv(
     ch: _Chunk, b: _Builder, name: str, kinds: Mapping[str, Kind], piece: _Piece,
     fs: I64, fe: I64,
 ) -> I64:
-    """Parse ``key=value`` fields of one event's rows; add pieces; return rows for the slow
-    path."""
+    """Parse the ``key=value`` fields of one event's lines and add them to the builder.
+
+    Lines are grouped by layout (the key sequence of a representative line, checked on every
+    line); returns the rows (indices into ``fs``) left for the per-line path.
+    """
     buf = ch.buf
     n = len(fs)
-    # trace-cmd pads the event name: skip leading spaces.
-    lead, has = _first(_win(buf, fs, 32) != _SP)
-    fs = fs + np.where(has, lead, 32)
-    fs = np.minimum(fs, fe)
+    lead = np.flatnonzero((buf[fs] == _SP) & (fs < fe))
+    if lead.size:  # trace-cmd pads the event name
+        nsp, has = _first(_win(buf, fs[lead], 32) != _SP)
+        fs[lead] = np.minimum(fs[lead] + np.where(has, nsp, 32), fe[lead])
     eqs = ch.eqs
     e0 = np.searchsorted(eqs, fs)
     cnt = np.searchsorted(eqs, fe) - e0
@@ -848,20 +997,18 @@ def _process_kv(
         keys = [k for k, _, _ in kv]
         K = len(keys)
         sel = remaining[cnt[remaining] == K]
-        E = eqs[e0[sel][:, None] + np.arange(K)[None, :]] if sel.size else np.zeros((0, K), int)
+        E = eqs[e0[sel][:, None] + np.arange(K)[None, :]]
         okr = np.ones(len(sel), np.bool_)
         for j, key in enumerate(keys):
-            kb = np.frombuffer(key.encode(), np.uint8)
-            L = len(kb)
+            lit = (" " + key + "=" if j else key + "=").encode()
+            pos = E[:, j] - (len(lit) - 1)
             if j == 0:
-                okr &= E[:, 0] - L == fs[sel]
-            else:
-                okr &= buf[E[:, j] - L - 1] == _SP
-            okr &= (_win(buf, E[:, j] - L, L) == kb[None, :]).all(axis=1)
+                okr &= pos == fs[sel]
+            okr &= _match(buf, pos, lit)
         good = sel[okr]
         rest = np.setdiff1d(remaining, good, assume_unique=True)
         if good.size == 0 or int(good[0]) != r0:
-            # The representative itself does not fit its own layout (e.g. a '=' in a value).
+            # The representative does not fit its own layout (e.g. a '=' inside a value).
             slow.append(np.array([r0], np.int64))
             rest = rest[rest != r0]
         remaining = rest
@@ -874,7 +1021,8 @@ def _process_kv(
             ve[:, j] = Eg[:, j + 1] - len(keys[j + 1]) - 1
         ve[:, K - 1] = fe[good]
         for _strip in range(16):
-            m = (ve > vs) & ((buf[ve - 1] == _SP) | (buf[ve - 1] == _COMMA))
+            last = buf[ve - 1]
+            m = (ve > vs) & ((last == _SP) | (last == _COMMA))
             if not m.any():
                 break
             ve -= m
@@ -888,14 +1036,10 @@ def _process_kv(
             elif kind == "pfn":
                 cols[key], okv = _parse_auto(buf, a, z)
             elif kind == "ptr":
-                nul = (z - a == 6) & (_win(buf, a, 6) == np.frombuffer(b"(null)", np.uint8)).all(1)
-                v, okv = _parse_ptr(buf, a, z)
-                cols[key] = np.where(nul, np.uint64(0), v)
-                okv |= nul
+                cols[key], okv = _parse_ptr(buf, a, z)
             elif kind == "range":
                 okv = (buf[a] == ord("(")) & (buf[z - 1] == ord(")")) & (z - a >= 7)
-                iw = 48
-                tpos, has_t = _first(_win(buf, a, iw) == ord("~"))
+                tpos, has_t = _first(_win(buf, a, 48) == ord("~"))
                 t = a + tpos
                 okv &= has_t & (t < z) & (buf[t - 1] == _SP) & (buf[t + 1] == _SP)
                 t = np.where(okv, t, a + 3)
@@ -941,7 +1085,9 @@ def _concat_pieces(
         out: Arr = np.concatenate(arrs)
         return out if order is None else out[order]
 
-    ts, cpu, pid, comm = (cat([getattr(p, f) for p in pieces]) for f in ("ts", "cpu", "pid", "comm"))
+    ts, cpu, pid, comm = (
+        cat([getattr(p, f) for p in pieces]) for f in ("ts", "cpu", "pid", "comm")
+    )
     cols: dict[str, Arr] = {}
     kinds = EVENT_FIELDS.get(event, {})
     keys: dict[str, None] = {}
@@ -1021,10 +1167,9 @@ def _finish(b: _Builder, nr_lines: int) -> Trace:
     )
 
 
-def _chunks(data: bytes, size: int) -> Iterator[tuple[bytes, int]]:
-    """Split at newlines into pieces of about ``size`` bytes; yield (piece, first line index)."""
+def _chunks(data: bytes, size: int) -> Iterator[bytes]:
+    """Split at newlines into pieces of about ``size`` bytes, each ending with a newline."""
     pos = 0
-    line0 = 0
     n = len(data)
     while pos < n:
         end = min(n, pos + size)
@@ -1034,8 +1179,7 @@ def _chunks(data: bytes, size: int) -> Iterator[tuple[bytes, int]]:
         piece = data[pos:end]
         if not piece.endswith(b"\n"):
             piece += b"\n"
-        yield piece, line0
-        line0 += piece.count(b"\n")
+        yield piece
         pos = end
 
 
@@ -1046,10 +1190,21 @@ def parse_ftrace(data: str | bytes, path: str = "<trace>", *, chunk_size: int = 
         raw = raw.replace(b"\r\n", b"\n")
     b = _Builder(path)
     nr_lines = 0
-    for piece, line0 in _chunks(raw, chunk_size):
-        _process_chunk(_Chunk(piece, line0), b)
-        nr_lines = line0 + piece.count(b"\n")
+    for piece in _chunks(raw, chunk_size):
+        nr_lines += _process_chunk(_Chunk(piece, nr_lines), b)
     return _finish(b, nr_lines)
+
+
+def _parse_per_line(data: str | bytes, path: str = "<trace>") -> Trace:
+    """Reference parser: every line through the per-line path (slow; for tests)."""
+    text = data if isinstance(data, str) else data.decode("utf-8", "replace")
+    b = _Builder(path)
+    slow: dict[str, _SlowRows] = {}
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        b.slow_line(line, i + 1, slow)
+    b.flush_slow(slow)
+    return _finish(b, len(lines))
 
 
 def _read_bytes(src: str | os.PathLike[str]) -> tuple[bytes, str]:

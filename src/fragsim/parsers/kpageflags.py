@@ -203,7 +203,8 @@ def classify(
     out = np.full(f.shape, PageKind.OTHER_KERNEL, dtype=np.uint8)
 
     def has(mask: int) -> npt.NDArray[np.bool_]:
-        return (f & np.uint64(mask)) != 0
+        out: npt.NDArray[np.bool_] = (f & np.uint64(mask)) != 0
+        return out
 
     mapped = has(1 << KPF_MMAP)
     if counts is not None:

@@ -481,7 +481,7 @@ def parse_zoneinfo(text: str, path: str = "<zoneinfo>") -> list[ZoneInfo]:
                 raise ParseError(path, lineno, f"duplicate '{name}' in zone {z.zone}")
             target[name] = value
             continue
-        raise bad(lineno, line, "a zoneinfo line ('name value', 'name: value', 'protection: (...)')")
+        raise bad(lineno, line, "'name value', 'name: value' or 'protection: (...)'")
     if z is not None:
         zones.append(z.build(path))
     if not zones:
