@@ -954,7 +954,7 @@ def _process_chunk(ch: _Chunk, b: _Builder) -> int:
             b.add(name, piece)
             continue
         bad = _process_kv(ch, b, name, kinds, piece, fs, fe)
-        slow_rows.extend(gidx[bad].tolist())
+        slow_rows.extend(gidx[rows_e[bad]].tolist())
 
     if slow_rows:
         slow: dict[str, _SlowRows] = {}
