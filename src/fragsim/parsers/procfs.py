@@ -141,7 +141,7 @@ _PTI_ORDER_RE = re.compile(r"^Page block order:\s*(\d+)\s*$")
 _PTI_PPB_RE = re.compile(r"^Pages per block:\s*(\d+)\s*$")
 _PTI_FREEHDR_RE = re.compile(r"^Free pages count per migrate type at order((?:\s+\d+)+)\s*$")
 _PTI_FREE_RE = re.compile(r"^Node\s+(\d+),\s*zone\s+(\S+),\s*type\s+(\S+)((?:\s+>?\d+)+)\s*$")
-_PTI_BLKHDR_RE = re.compile(r"^Number of (blocks|mixed blocks) type((?:\s+\S+)+)\s*$")
+_PTI_BLKHDR_RE = re.compile(r"^Number of (blocks type|mixed blocks)((?:\s+\S+)+)\s*$")
 _PTI_BLK_RE = re.compile(r"^Node\s+(\d+),\s*zone\s+(\S+)((?:\s+\d+)+)\s*$")
 
 
@@ -185,7 +185,7 @@ def parse_pagetypeinfo(text: str, path: str = "<pagetypeinfo>") -> PageTypeInfo:
             continue
         if m := _PTI_BLKHDR_RE.match(line):
             names = tuple(m.group(2).split())
-            if m.group(1) == "blocks":
+            if m.group(1) == "blocks type":
                 if mtypes is not None and names != mtypes:
                     raise ParseError(path, lineno, "migratetype names differ from the first node's")
                 mtypes = names
