@@ -127,9 +127,10 @@ def test_pagetypeinfo_capped_count() -> None:
 
 def test_pagetypeinfo_mixed_blocks_and_two_nodes() -> None:
     text = read_real(f"{S00}/pagetypeinfo")
-    mixed = "\nNumber of mixed blocks    " + "".join(f"{m:>12} " for m in MT) + "\n"
-    mixed += "Node 0, zone      DMA            0            1            0            0            0 \n"
-    mixed += "Node 0, zone    DMA32            2            3            0            0            0 \n"
+    # pagetypeinfo_showmixedcount: "\n%-23s" "Number of mixed blocks " then "%12s " per type
+    mixed = "\n" + f"{'Number of mixed blocks ':<23}" + "".join(f"{m:>12} " for m in MT) + "\n"
+    for zone, vals in (("DMA", (0, 1, 0, 0, 0)), ("DMA32", (2, 3, 0, 0, 0))):
+        mixed += f"Node 0, zone {zone:>8} " + "".join(f"{v:12d} " for v in vals) + "\n"
     node1 = text.replace("Node    0,", "Node    1,").replace("Node 0,", "Node 1,")
     p = parse_pagetypeinfo(text + mixed + node1)
     assert p.mixed_blocks is not None
@@ -325,7 +326,7 @@ def test_mutations_raise_only_parse_error(which: int, pos: float, junk: str, cut
     i = int(pos * len(text))
     mutated = text[:i] + junk + text[i + cut:]
     try:
-        parse(mutated, "fuzz")  # type: ignore[operator]
+        parse(mutated, "fuzz")
     except ParseError as exc:
         assert exc.path == "fuzz"
         assert exc.lineno is None or 1 <= exc.lineno <= mutated.count("\n") + 1
@@ -340,5 +341,5 @@ def test_garbage_data_line_is_reported_at_its_line(which: int, line: int, junk: 
     n = line % len(lines)
     lines[n] = junk + "\n"
     with pytest.raises(ParseError) as ei:
-        parse("".join(lines), "g")  # type: ignore[operator]
+        parse("".join(lines), "g")
     assert ei.value.lineno == n + 1
