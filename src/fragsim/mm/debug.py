@@ -184,7 +184,7 @@ def _check_layout(c: _Ctx) -> None:
         i = _first(bad)
         raise c.fail(
             f"pageblock {i} (pfn {i << c.pbo:#x}): invalid pageblock flags {int(pb[i]):#x}"
-            + ("" if st.prm[I.P_CONFIG_CMA] else " (MIGRATE_CMA without CONFIG_CMA)")
+            + (" (MIGRATE_CMA without CONFIG_CMA)" if mt[i] == MIGRATE_CMA else "")
         )
 
 
@@ -539,7 +539,10 @@ def _check_merged(c: _Ctx, f: _Blocks) -> None:
     lx, ly = f.mt[pair], mt_at[y]
 
     def blocks(a: Int64s, b2: Int64s) -> npt.NDArray[np.bool_]:
-        return (a != b2) & ((a >= MIGRATE_PCPTYPES) | (b2 >= MIGRATE_PCPTYPES))
+        stop: npt.NDArray[np.bool_] = (a != b2) & (
+            (a >= MIGRATE_PCPTYPES) | (b2 >= MIGRATE_PCPTYPES)
+        )
+        return stop
 
     exempt = (o >= c.pbo) & (
         blocks(pbx, pby) | blocks(lx, pby) | blocks(ly, pbx)
@@ -622,5 +625,5 @@ def disable_debug_checks(machine: Machine) -> None:
     """Undo ``enable_debug_checks``."""
     orig = getattr(machine, "_debug_orig_run", None)
     if orig is not None:
-        del machine.run  # type: ignore[method-assign]
+        del machine.run
         machine._debug_orig_run = None  # type: ignore[attr-defined]
