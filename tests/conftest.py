@@ -15,14 +15,6 @@ from fragsim.mm.debug import check_invariants
 from fragsim.mm.gfp import GFP_ATOMIC, GFP_HIGHUSER_MOVABLE, GFP_KERNEL
 from fragsim.mm.machine import Machine
 
-#: Tests outside tests/mm/test_{debug,page_alloc_states,properties}.py that write allocator state
-#: directly (they set nr_free to a real guest's buddyinfo to test a formatter) and so cannot
-#: pass check_invariants; they belong in their own files as @pytest.mark.corrupts_state.
-CORRUPTS_STATE = (
-    "tests/mm/test_vmstat_golden.py::test_buddyinfo_format_is_byte_exact",
-    "tests/mm/test_vmstat_golden.py::test_extfrag_files_are_byte_exact",
-)
-
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
@@ -32,18 +24,15 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.nodeid.split("[")[0] in CORRUPTS_STATE:
-            item.add_marker(pytest.mark.corrupts_state)
-
-
 @pytest.fixture(scope="session", autouse=True)
 def warm_numba() -> None:
     """Compile (or load from numba's cache) the allocator kernels once, before any timing."""
     m = Machine("flat:8192", nr_cpus=2)
-    pfns = [m.alloc_pages(g, o, cpu=o & 1) for g in (GFP_KERNEL, GFP_HIGHUSER_MOVABLE)
-            for o in (0, 1, 4, 9, 10)]
+    pfns = [
+        m.alloc_pages(g, o, cpu=o & 1)
+        for g in (GFP_KERNEL, GFP_HIGHUSER_MOVABLE)
+        for o in (0, 1, 4, 9, 10)
+    ]
     m.alloc_pages(GFP_ATOMIC, 2)
     for p, o in zip(pfns, [0, 1, 4, 9, 10] * 2, strict=True):
         if p >= 0:

@@ -1,3 +1,5 @@
-from fragsim.cli import main
 import sys
+
+from fragsim.cli import main
+
 sys.exit(main())

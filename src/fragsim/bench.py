@@ -10,7 +10,6 @@ GFP_KERNEL | __GFP_RECLAIMABLE.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -18,10 +17,10 @@ import numpy as np
 import numpy.typing as npt
 
 from fragsim.mm import internal as I
-from fragsim.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_TRANSHUGE, __GFP_RECLAIMABLE
+from fragsim.mm.gfp import __GFP_RECLAIMABLE, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_TRANSHUGE
 from fragsim.mm.machine import Machine
 
-__all__ = ["events_from_trace", "run_bench"]
+__all__ = ["events_from_trace", "run_bench", "state_bytes_per_page"]
 
 
 def events_from_trace(
@@ -67,8 +66,7 @@ def run_bench(trace_path: str, pages: int, nr_cpus: int = 1, repeat: int = 1) ->
     assert best is not None
     dt, m, out = best
     st = m.state
-    per_page = sum(a.nbytes for a in (st.nxt, st.prv, st.flags, st.order, st.pcpmt, st.refcount,
-                                      st.owner, st.zoneid, st.pb)) / m.max_pfn
+    per_page = state_bytes_per_page(m)
     failed = int(((ev[:, I.EV_OP] == I.OP_ALLOC) & (out < 0)).sum())
     return {
         "impl": "fragsim-numba-linux-6.1",
@@ -83,5 +81,13 @@ def run_bench(trace_path: str, pages: int, nr_cpus: int = 1, repeat: int = 1) ->
     }
 
 
-def main_json(trace_path: str, pages: int, nr_cpus: int, repeat: int) -> str:
-    return json.dumps(run_bench(trace_path, pages, nr_cpus, repeat))
+def state_bytes_per_page(m: Machine) -> float:
+    """Bytes of simulator state per simulated page: the mem_map record, the links and the
+    pageblock bitmap (zone-sized scalars and the list heads are negligible)."""
+    st = m.state
+    arrays = (st.nxt, st.prv, st.flags, st.order, st.pcpmt, st.refcount, st.owner, st.zoneid, st.pb)
+    owners = {}
+    for a in arrays:
+        base = a.base if a.base is not None else a
+        owners[id(base)] = base
+    return sum(b.nbytes for b in owners.values()) / m.max_pfn

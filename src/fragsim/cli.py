@@ -15,7 +15,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Boot a 1 GiB machine, fragment it, print buddyinfo/pagetypeinfo before and after."""
     from fragsim.mm import internal as I
     from fragsim.mm import vmstat
-    from fragsim.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, __GFP_RECLAIMABLE
+    from fragsim.mm.gfp import __GFP_RECLAIMABLE, GFP_HIGHUSER_MOVABLE, GFP_KERNEL
     from fragsim.mm.machine import Machine
 
     m = Machine(args.profile)
@@ -36,7 +36,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     handles = np.full(n, -1, np.int32)
     m.run(ev, handles)
     # free every other movable page and most unmovable ones: long-lived pollution stays behind
-    free = np.flatnonzero(((kinds == 1) & (np.arange(n) % 2 == 0)) | ((kinds != 1) & (rng.random(n) < 0.7)))
+    free = np.flatnonzero(
+        ((kinds == 1) & (np.arange(n) % 2 == 0)) | ((kinds != 1) & (rng.random(n) < 0.7))
+    )
     fr = np.zeros((free.size, I.NR_EV), np.int64)
     fr[:, I.EV_OP] = I.OP_FREE_HANDLE
     fr[:, I.EV_ARG] = free

@@ -96,9 +96,7 @@ class MachineProfile:
 def _flat(name: str, pages: int, **kw: Any) -> MachineProfile:
     """One node, one zone of ``pages`` pages starting at pfn 0 (the speed-of-light layout)."""
     zone = kw.pop("zone", "Normal")
-    return MachineProfile(
-        name=name, nodes=(NodeSpec(zones=(ZoneSpec(zone, 0, pages),)),), **kw
-    )
+    return MachineProfile(name=name, nodes=(NodeSpec(zones=(ZoneSpec(zone, 0, pages),)),), **kw)
 
 
 def _x86_64_1g() -> MachineProfile:

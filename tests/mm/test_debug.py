@@ -14,7 +14,12 @@ from fragsim.mm import page_alloc as pa
 from fragsim.mm.debug import check_invariants, disable_debug_checks, enable_debug_checks
 from fragsim.mm.gfp import GFP_ATOMIC, GFP_HIGHUSER_MOVABLE, GFP_KERNEL
 from fragsim.mm.machine import Machine
-from fragsim.mm.mmzone import MIGRATE_HIGHATOMIC, MIGRATE_MOVABLE, MIGRATE_TYPES
+from fragsim.mm.mmzone import (
+    MIGRATE_HIGHATOMIC,
+    MIGRATE_MOVABLE,
+    MIGRATE_TYPES,
+    PB_MIGRATETYPE_MASK,
+)
 from fragsim.mm.page import PG_buddy, PG_pcp
 
 MOV = GFP_HIGHUSER_MOVABLE
@@ -100,7 +105,7 @@ def test_unreserved_highatomic_block_next_to_a_free_buddy_is_accepted() -> None:
     assert [m.alloc_pages(MOV, 10) for _ in range(7)] == [1024 * i for i in range(7)]
     assert [m.alloc_pages(MOV, o) for o in (9, 8, 5)] == [7168, 7680, 7936]
     assert m.alloc_pages(GFP_ATOMIC, 1) == 7968
-    assert m.state.pb[15] == MIGRATE_HIGHATOMIC
+    assert m.state.pb[15] & PB_MIGRATETYPE_MASK == MIGRATE_HIGHATOMIC
     for pfn, order in ((7680, 8), (7936, 5), (7968, 1), (7168, 9)):
         m.free_pages(pfn, order)
     m.drain_all_pages()
@@ -110,7 +115,7 @@ def test_unreserved_highatomic_block_next_to_a_free_buddy_is_accepted() -> None:
     ev = np.array([[I.OP_UNRESERVE_HIGHATOMIC, 1, MOV, -1, 0, 0, 0]], np.int64)
     assert m.run(ev)[0] == 1
     assert pa.list_pfns(m.state, free_head(m, 9)).tolist() == [7168, 7680]
-    assert m.state.pb[15] == MIGRATE_MOVABLE
+    assert m.state.pb[15] & PB_MIGRATETYPE_MASK == MIGRATE_MOVABLE
     check_invariants(m)
 
 
@@ -159,8 +164,11 @@ def test_lost_page() -> None:
     m.state.flags[8] &= ~PG_buddy
     m.state.nr_free[z, 3] -= 1
     m.state.zs[z, I.ZF_NR_FREE_PAGES] -= 8
-    raises(m, r"pfn 0x8 \(node 0 zone Normal \(z=2\)\) is not PG_reserved but belongs to no "
-              r"free, pcp or allocated block \(lost page")
+    raises(
+        m,
+        r"pfn 0x8 \(node 0 zone Normal \(z=2\)\) is not PG_reserved but belongs to no "
+        r"free, pcp or allocated block \(lost page",
+    )
 
 
 @pytest.mark.corrupts_state
@@ -174,8 +182,11 @@ def test_page_inside_a_free_block_also_on_a_pcp_list() -> None:
     m.state.refcount[5] = 0
     m.state.pcpmt[5] = MIGRATE_MOVABLE
     m.state.pcp[z, 0, I.PCP_COUNT] += 1
-    raises(m, r"pfn 0x5 .* accounted 2 times: free block pfn 0x0 order 10 "
-              r"\(.*free_area\[10\]\.free_list\[Movable\]\); pcp block pfn 0x5 order 0")
+    raises(
+        m,
+        r"pfn 0x5 .* accounted 2 times: free block pfn 0x0 order 10 "
+        r"\(.*free_area\[10\]\.free_list\[Movable\]\); pcp block pfn 0x5 order 0",
+    )
 
 
 @pytest.mark.corrupts_state
@@ -185,8 +196,11 @@ def test_pfn_linked_into_two_lists() -> None:
     m = flat()
     assert m.alloc_pages(MOV, 0) == 0
     m.state.nxt[1] = 7168  # pfn 1 is alone on free_list[Movable] of order 0
-    raises(m, r"list corrupted at pfn 0x1: its next is pfn 0x1c00 whose prev is pfn 0x1800 "
-              r"\(a pfn on two lists")
+    raises(
+        m,
+        r"list corrupted at pfn 0x1: its next is pfn 0x1c00 whose prev is pfn 0x1800 "
+        r"\(a pfn on two lists",
+    )
 
 
 @pytest.mark.corrupts_state
@@ -198,8 +212,11 @@ def test_list_walk_into_another_head() -> None:
     last = int(m.state.prv[a])
     m.state.nxt[last], m.state.prv[b] = b, last
     m.state.nxt[b], m.state.prv[a] = a, b
-    raises(m, r"free_area\[9\]\.free_list\[Movable\] runs into head of .*free_area\[10\]"
-              r"\.free_list\[Movable\]")
+    raises(
+        m,
+        r"free_area\[9\]\.free_list\[Movable\] runs into head of .*free_area\[10\]"
+        r"\.free_list\[Movable\]",
+    )
 
 
 @pytest.mark.corrupts_state
@@ -214,8 +231,11 @@ def test_misaligned_head() -> None:
     m.state.nr_free[z, 0] -= 1
     m.state.nr_free[z, 1] += 1
     m.state.zs[z, I.ZF_NR_FREE_PAGES] += 1
-    raises(m, r"free block pfn 0x1 order 1 on .*free_area\[1\]\.free_list\[Movable\] is not "
-              r"aligned to its size")
+    raises(
+        m,
+        r"free block pfn 0x1 order 1 on .*free_area\[1\]\.free_list\[Movable\] is not "
+        r"aligned to its size",
+    )
 
 
 @pytest.mark.corrupts_state
@@ -245,8 +265,11 @@ def test_overlapping_allocations() -> None:
     m = flat()
     assert m.alloc_pages(MOV, 2) == 0
     m.state.refcount[2] = 1
-    raises(m, r"pfn 0x2 .* accounted 2 times: allocated block pfn 0x0 order 2 .*; "
-              r"allocated block pfn 0x2 order 0")
+    raises(
+        m,
+        r"pfn 0x2 .* accounted 2 times: allocated block pfn 0x0 order 2 .*; "
+        r"allocated block pfn 0x2 order 0",
+    )
 
 
 @pytest.mark.corrupts_state
@@ -269,16 +292,22 @@ def test_pcp_block_with_a_foreign_cached_type() -> None:
     m = flat(32768)
     m.alloc_pages(MOV, 0)
     m.state.pcpmt[1] = 0  # UNMOVABLE cached on the MOVABLE list
-    raises(m, r"pcp block pfn 0x1 order 0 on .*pcp list 1 \(order 0, Movable\) has a cached "
-              r"migratetype that does not belong on this list")
+    raises(
+        m,
+        r"pcp block pfn 0x1 order 0 on .*pcp list 1 \(order 0, Movable\) has a cached "
+        r"migratetype that does not belong on this list",
+    )
 
 
 @pytest.mark.corrupts_state
 def test_bad_highatomic_counter_and_pageblock_type() -> None:
     m = flat()
     m.state.zs[zone(m), I.ZF_NR_RESERVED_HIGHATOMIC] = 100
-    raises(m, r"nr_reserved_highatomic is 100, not a non-negative multiple of "
-              r"pageblock_nr_pages \(512\)")
+    raises(
+        m,
+        r"nr_reserved_highatomic is 100, not a non-negative multiple of "
+        r"pageblock_nr_pages \(512\)",
+    )
     m = flat()
     m.state.pb[3] = 7
     raises(m, r"pageblock 3 \(pfn 0x600\): invalid pageblock flags 0x7")
@@ -321,3 +350,16 @@ def test_debug_checks_also_follow_a_failing_batch() -> None:
     with pytest.raises(AllocatorError, match="wrong order"):
         m.free_pages(p, 1)
     m.free_pages(p, 2)
+
+
+def test_debug_switch_from_the_constructor_and_the_environment(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    m = Machine("flat:4096", nr_cpus=1, debug=True)
+    pfn = m.alloc_pages(GFP_KERNEL, 0)
+    m.state.nr_free[2, 3] += 1  # corrupt, then any batch reports it
+    with pytest.raises(InvariantError):
+        m.free_pages(pfn, 0)
+    m.state.nr_free[2, 3] -= 1
+    monkeypatch.setenv("FRAGSIM_DEBUG", "1")
+    assert Machine("flat:4096", nr_cpus=1).debug
+    monkeypatch.delenv("FRAGSIM_DEBUG")
+    assert not Machine("flat:4096", nr_cpus=1).debug

@@ -465,11 +465,6 @@ def cma_machine() -> Machine:
     return Machine(prof)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="run_events' inlined order-0 pcp fast path omits NR_FREE_CMA_PAGES from the unusable "
-    "free pages (__zone_watermark_unusable_free) for non-ALLOC_CMA requests",
-)
 def test_cma_free_pages_do_not_count_for_an_unmovable_order0_pcp_hit() -> None:
     """CONFIG_CMA: pageblocks 8..15 are CMA. Non-CMA free memory is brought to exactly the min
     mark (181) with one UNMOVABLE page sitting on the pcp list. For GFP_NOWAIT (UNMOVABLE, no
@@ -587,8 +582,11 @@ def test_bad_event_in_a_batch_stops_there() -> None:
     ev[1] = (I.OP_FREE_PFN, 2, 0, 0, 0, 0, 0)  # pfn 0 was allocated with order 3
     ev[2] = (I.OP_ALLOC, 0, MOV, 1, 0, 0, 0)
     handles = np.full(2, -1, np.int32)
-    with pytest.raises(AllocatorError, match=r"event 1: freed with the wrong order: pfn 0x0 "
-                                             r"order 2"):
+    with pytest.raises(
+        AllocatorError,
+        match=r"event 1: freed with the wrong order: pfn 0x0 "
+        r"order 2",
+    ):
         m.run(ev, handles)
     assert handles.tolist() == [0, -1]
     assert m.state.refcount[0] == 1 and m.state.order[0] == 3
@@ -596,3 +594,16 @@ def test_bad_event_in_a_batch_stops_there() -> None:
     with pytest.raises(AllocatorError, match="unknown handle"):
         m.run(ev2, handles)
 
+
+def test_free_with_an_extra_reference_only_drops_it() -> None:
+    """__free_pages(): put_page_testzero() fails while another reference is held, so the block
+    stays allocated; the last put frees it (and traces mm_page_free then)."""
+    m = Machine("flat:8192", nr_cpus=1)
+    pfn = m.alloc_pages(GFP_KERNEL, 2)
+    m.state.refcount[pfn] += 1  # get_page()
+    free_before = int(m.state.zs[:, I.ZF_NR_FREE_PAGES].sum())
+    m.free_pages(pfn, 2)
+    assert m.state.refcount[pfn] == 1
+    assert int(m.state.zs[:, I.ZF_NR_FREE_PAGES].sum()) == free_before
+    m.free_pages(pfn, 2)
+    assert m.state.refcount[pfn] == 0

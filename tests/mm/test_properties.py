@@ -48,9 +48,7 @@ alloc_op = st.tuples(
 )
 free_op = st.tuples(st.just("free"), st.integers(0, 1 << 16), st.just(0), st.integers(0, 1))
 drain_op = st.tuples(st.just("drain"), st.just(0), st.just(0), st.just(0))
-ops = st.lists(
-    st.one_of(alloc_op, alloc_op, free_op, free_op, drain_op), min_size=10, max_size=150
-)
+ops = st.lists(st.one_of(alloc_op, alloc_op, free_op, free_op, drain_op), min_size=10, max_size=150)
 
 
 @dataclass

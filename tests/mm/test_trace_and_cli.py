@@ -14,7 +14,8 @@ from fragsim.mm.machine import Machine
 from fragsim.mm.trace import Tracer
 
 LINE = re.compile(
-    r"^ +fragsim-1 +\[000\] \.\.\.\.\. +\d+\.\d{6}: (mm_page_\w+): page=[0-9a-f]{16} pfn=0x[0-9a-f]+ "
+    r"^ +fragsim-1 +\[000\] \.\.\.\.\. +\d+\.\d{6}: (mm_page_\w+): "
+    r"page=[0-9a-f]{16} pfn=0x[0-9a-f]+ "
 )
 
 
@@ -48,14 +49,21 @@ def test_kmem_tracepoints_are_written_in_ftrace_format() -> None:
 
 def test_gfp_flags_print_like_the_kernel() -> None:
     # strings seen in the oracle's real 6.1 traces
-    for s in ("GFP_KERNEL_ACCOUNT|__GFP_ZERO", "GFP_HIGHUSER_MOVABLE|__GFP_COMP",
-              "GFP_NOWAIT|__GFP_NOWARN", "GFP_ATOMIC|__GFP_NOWARN|__GFP_COMP", "none"):
+    for s in (
+        "GFP_KERNEL_ACCOUNT|__GFP_ZERO",
+        "GFP_HIGHUSER_MOVABLE|__GFP_COMP",
+        "GFP_NOWAIT|__GFP_NOWARN",
+        "GFP_ATOMIC|__GFP_NOWARN|__GFP_COMP",
+        "none",
+    ):
         assert show_gfp_flags(parse_gfp(s)) == s
     assert parse_gfp("GFP_ATOMIC") == 0xA20 and parse_gfp("GFP_HIGHUSER_MOVABLE") == 0x100CCA
 
 
 def test_bench_trace_decoding() -> None:
-    trace = np.array([-1 - ((0 << 2) | 1), -1 - ((9 << 2) | 1), 0, -1 - ((3 << 2) | 2), 1], np.int32)
+    trace = np.array(
+        [-1 - ((0 << 2) | 1), -1 - ((9 << 2) | 1), 0, -1 - ((3 << 2) | 2), 1], np.int32
+    )
     ev, n = events_from_trace(trace)
     assert n == 3
     m = Machine("flat:8192", nr_cpus=1)

@@ -27,11 +27,15 @@ def report(buddy_end: str = "duration", pti: str = PTI) -> str:
         "========================================================\n"
         "== dumpstate: 2025-01-01 00:00:00\n"
         "========================================================\n"
-        "------ MEMORY INFO (/proc/meminfo) ------\n" + MEMINFO
+        "------ MEMORY INFO (/proc/meminfo) ------\n"
+        + MEMINFO
         + "------ 0.001s was the duration of 'MEMORY INFO' ------\n"
-        "------ PAGETYPEINFO (/proc/pagetypeinfo) ------\n" + pti
+        "------ PAGETYPEINFO (/proc/pagetypeinfo) ------\n"
+        + pti
         + "------ 0.003s was the duration of 'PAGETYPEINFO' ------\n"
-        "------ BUDDYINFO (/proc/buddyinfo) ------\n" + BUDDY + end
+        "------ BUDDYINFO (/proc/buddyinfo) ------\n"
+        + BUDDY
+        + end
         + "------ FRAGMENTATION INFO (/d/extfrag/unusable_index) ------\n"
         "Node 0, zone   Normal 0.000 0.010 \n"
     )
@@ -46,8 +50,10 @@ def test_sections_parsed(style: str) -> None:
     assert set(mem.sections) == {"MEMORY INFO", "PAGETYPEINFO", "BUDDYINFO", "FRAGMENTATION INFO"}
     sec = mem.sections["BUDDYINFO"]
     assert sec.source == "/proc/buddyinfo" and sec.lines == tuple(BUDDY.splitlines())
-    assert sec.lineno == report(style).splitlines().index(
-        "------ BUDDYINFO (/proc/buddyinfo) ------") + 2
+    assert (
+        sec.lineno
+        == report(style).splitlines().index("------ BUDDYINFO (/proc/buddyinfo) ------") + 2
+    )
 
 
 def test_unreadable_and_missing_sections() -> None:
@@ -77,8 +83,12 @@ def test_error_names_bugreport_line() -> None:
 
 def test_sections_split() -> None:
     secs = bugreport_sections(report())
-    assert [s.title for s in secs] == ["MEMORY INFO", "PAGETYPEINFO", "BUDDYINFO",
-                                       "FRAGMENTATION INFO"]
+    assert [s.title for s in secs] == [
+        "MEMORY INFO",
+        "PAGETYPEINFO",
+        "BUDDYINFO",
+        "FRAGMENTATION INFO",
+    ]
     assert secs[-1].lines == ("Node 0, zone   Normal 0.000 0.010 ",)
 
 

@@ -61,19 +61,26 @@ def test_s07_counts_match_harness_summary(s07: Trace) -> None:
     assert s07.header[2] == "# entries-in-buffer/entries-written: 25351/25351   #P:1"
     alloc = s07["mm_page_alloc"]
     orders, n = np.unique(alloc["order"], return_counts=True)
-    assert dict(zip(map(str, orders.tolist()), n.tolist(), strict=True)) == summary[
-        "mm_page_alloc_by_order"]
+    assert (
+        dict(zip(map(str, orders.tolist()), n.tolist(), strict=True))
+        == summary["mm_page_alloc_by_order"]
+    )
     mts, n = np.unique(alloc["migratetype"], return_counts=True)
-    assert dict(zip(map(str, mts.tolist()), n.tolist(), strict=True)) == summary[
-        "mm_page_alloc_by_migratetype"]
+    assert (
+        dict(zip(map(str, mts.tolist()), n.tolist(), strict=True))
+        == summary["mm_page_alloc_by_migratetype"]
+    )
     orders, n = np.unique(s07["mm_page_free"]["order"], return_counts=True)
-    assert dict(zip(map(str, orders.tolist()), n.tolist(), strict=True)) == summary[
-        "mm_page_free_by_order"]
+    assert (
+        dict(zip(map(str, orders.tolist()), n.tolist(), strict=True))
+        == summary["mm_page_free_by_order"]
+    )
     first = min(int(t.ts.min()) for t in [*s07.events.values(), s07.markers])
     last = max(int(t.ts.max()) for t in [*s07.events.values(), s07.markers])
     assert (first, last) == (round(summary["first_ts"] * 1e9), round(summary["last_ts"] * 1e9))
     assert [(round(t * 1e9), text) for t, text in summary["markers"]] == list(
-        zip(s07.markers.ts.tolist(), s07.markers.text, strict=True))
+        zip(s07.markers.ts.tolist(), s07.markers.text, strict=True)
+    )
 
 
 def test_s07_values(s07: Trace) -> None:
@@ -81,22 +88,35 @@ def test_s07_values(s07: Trace) -> None:
     assert alloc.name == "mm_page_alloc"
     assert alloc["pfn"].dtype == np.int64 and alloc["page"].dtype == np.uint64
     # page= is the real struct page address (no_hash_pointers): vmemmap + 64 * pfn.
-    assert np.array_equal(alloc["page"], np.uint64(0xFFFFEA0000000000)
-                          + alloc["pfn"].astype(np.uint64) * np.uint64(64))
+    assert np.array_equal(
+        alloc["page"],
+        np.uint64(0xFFFFEA0000000000) + alloc["pfn"].astype(np.uint64) * np.uint64(64),
+    )
     thp = alloc["order"] == 9
     assert int(thp.sum()) == 208
     assert set(np.array(alloc.strings("gfp_flags"))[thp].tolist()) >= {
-        "GFP_TRANSHUGE|__GFP_NORETRY|__GFP_THISNODE"}
+        "GFP_TRANSHUGE|__GFP_NORETRY|__GFP_THISNODE"
+    }
     assert np.all(alloc["pfn"][thp] % 512 == 0)
     ext = s07["mm_page_alloc_extfrag"]
     assert len(ext) == 1
     assert {k: int(ext[k][0]) for k in ext.columns if k != "page"} == {
-        "pfn": 0x3EE00, "alloc_order": 9, "fallback_order": 9, "pageblock_order": 9,
-        "alloc_migratetype": 1, "fallback_migratetype": 0, "fragmenting": 0,
-        "change_ownership": 1}
+        "pfn": 0x3EE00,
+        "alloc_order": 9,
+        "fallback_order": 9,
+        "pageblock_order": 9,
+        "alloc_migratetype": 1,
+        "fallback_migratetype": 0,
+        "fragmenting": 0,
+        "change_ownership": 1,
+    }
     begin, end = s07["mm_compaction_begin"], s07["mm_compaction_end"]
     assert [int(begin[k][0]) for k in ("zone_start", "migrate_pfn", "free_pfn", "zone_end")] == [
-        0x1000, 0x1000, 0x42E00, 0x42FE0]
+        0x1000,
+        0x1000,
+        0x42E00,
+        0x42FE0,
+    ]
     assert begin.strings("mode") == ["async"] and end.strings("status") == ["success"]
     assert int(end["migrate_pfn"][0]) == 0xA800
     iso = s07["mm_compaction_isolate_migratepages"]
@@ -125,10 +145,15 @@ def test_s07_common_columns_and_order(s07: Trace) -> None:
     assert {int(c) for t in s07.events.values() for c in t.cpu} == {0}
     # seq_event / seq_row replay every event in file order; one CPU -> time is monotonic.
     tables = [s07.events.get(n) or s07.markers for n in s07.event_names]
-    ts = np.array([tables[e].ts[r] for e, r in zip(s07.seq_event.tolist(),
-                                                   s07.seq_row.tolist(), strict=True)])
-    lines = np.array([tables[e].line[r] for e, r in zip(s07.seq_event.tolist(),
-                                                        s07.seq_row.tolist(), strict=True)])
+    ts = np.array(
+        [tables[e].ts[r] for e, r in zip(s07.seq_event.tolist(), s07.seq_row.tolist(), strict=True)]
+    )
+    lines = np.array(
+        [
+            tables[e].line[r]
+            for e, r in zip(s07.seq_event.tolist(), s07.seq_row.tolist(), strict=True)
+        ]
+    )
     assert np.all(np.diff(lines) > 0) and np.all(np.diff(ts) >= 0)
     assert lines[0] == 13 and lines[-1] == 25363
 
@@ -147,14 +172,34 @@ def test_marker_text_and_stage_split(s07: Trace) -> None:
 @pytest.mark.parametrize(
     ("path", "expected"),
     [
-        (S03, {"mm_compaction_begin": 2, "mm_compaction_end": 1, "mm_compaction_finished": 59,
-               "mm_compaction_isolate_freepages": 175, "mm_compaction_isolate_migratepages": 58,
-               "mm_compaction_migratepages": 15, "mm_compaction_suitable": 2,
-               "mm_migrate_pages": 15, "mm_page_alloc": 209, "mm_page_free": 3090,
-               "mm_page_free_batched": 189, "mm_page_pcpu_drain": 2171,
-               "tracing_mark_write": 2}),
-        (CHURN, {"mm_page_alloc": 1936, "mm_page_alloc_zone_locked": 1426,
-                 "mm_page_free": 328, "mm_page_free_batched": 296, "tracing_mark_write": 2}),
+        (
+            S03,
+            {
+                "mm_compaction_begin": 2,
+                "mm_compaction_end": 1,
+                "mm_compaction_finished": 59,
+                "mm_compaction_isolate_freepages": 175,
+                "mm_compaction_isolate_migratepages": 58,
+                "mm_compaction_migratepages": 15,
+                "mm_compaction_suitable": 2,
+                "mm_migrate_pages": 15,
+                "mm_page_alloc": 209,
+                "mm_page_free": 3090,
+                "mm_page_free_batched": 189,
+                "mm_page_pcpu_drain": 2171,
+                "tracing_mark_write": 2,
+            },
+        ),
+        (
+            CHURN,
+            {
+                "mm_page_alloc": 1936,
+                "mm_page_alloc_zone_locked": 1426,
+                "mm_page_free": 328,
+                "mm_page_free_batched": 296,
+                "tracing_mark_write": 2,
+            },
+        ),
     ],
 )
 def test_fixture_counts_and_reference(path: Path, expected: dict[str, int]) -> None:
@@ -245,10 +290,18 @@ def test_odd_layouts_and_versions() -> None:
     assert zl["pfn"].tolist() == [24012, 24013]  # 4-char flags, decimal pfn
     assert zl["percpu_refill"].tolist() == [1, MISSING]  # field absent on an older line
     assert (tr.lost.line.tolist(), tr.lost.cpu.tolist(), tr.lost.count.tolist()) == (
-        [7], [0], [123])
+        [7],
+        [0],
+        [123],
+    )
     f = tr["mm_page_free"]
     assert [tr.comms[c] for c in f.comm] == [
-        "bash", "Web Content", "systemd-journal", "a: b-c", "kworker/u16:3"]
+        "bash",
+        "Web Content",
+        "systemd-journal",
+        "a: b-c",
+        "kworker/u16:3",
+    ]
     assert f.pid.tolist() == [1234, 4242, 300, 77, 9999999]
     assert f.ts.tolist()[-1] == 1_234_567_890_678_905_000
     assert f.cpu.tolist() == [2, 3, 3, 3, 3]
@@ -272,15 +325,19 @@ def test_odd_layouts_and_versions() -> None:
 
 # -- errors -------------------------------------------------------------------------------
 
-GOOD = ("            init-1       [000] .....     4.024826: mm_page_alloc: page=ffffea0000187300 "
-        "pfn=0x61cc order=1 migratetype=0 gfp_flags=GFP_KERNEL\n")
+GOOD = (
+    "            init-1       [000] .....     4.024826: mm_page_alloc: page=ffffea0000187300 "
+    "pfn=0x61cc order=1 migratetype=0 gfp_flags=GFP_KERNEL\n"
+)
 
 
 @pytest.mark.parametrize(
     ("bad", "msg"),
     [
-        (GOOD.replace("pfn=0x61cc", "pfn=0xZZ"), "mm_page_alloc: expected 0x<hex> or a decimal pfn"
-         " for pfn=, got '0xZZ'"),
+        (
+            GOOD.replace("pfn=0x61cc", "pfn=0xZZ"),
+            "mm_page_alloc: expected 0x<hex> or a decimal pfn for pfn=, got '0xZZ'",
+        ),
         (GOOD.replace("order=1", "order=one"), "expected a decimal integer (64-bit) for order="),
         (GOOD.replace("ffffea0000187300", "ffffea00001873001"), "expected a hex pointer"),
         (GOOD.replace("4.024826:", "4.024826"), "expected '<comm>-<pid> [<cpu>]"),
@@ -291,10 +348,15 @@ GOOD = ("            init-1       [000] .....     4.024826: mm_page_alloc: page=
         (GOOD.replace(": mm_page_alloc:", ": mm page alloc:"), "expected '<comm>-<pid>"),
         (GOOD.replace("[000]", "[0x0]"), "expected '<comm>-<pid>"),
         (GOOD.replace("4.024826", "4.0248261234"), "more than 9 decimals"),
-        ("            init-1       [000] .....     4.024826: mm_compaction_isolate_freepages: "
-         "range=(0x1 - 0x2) nr_scanned=1 nr_taken=0\n", "expected (0x<start> ~ 0x<end>)"),
-        ("            init-1       [000] .....     4.024826: mm_page_free: junk\n",
-         "expected 'key=value ...' fields"),
+        (
+            "            init-1       [000] .....     4.024826: mm_compaction_isolate_freepages: "
+            "range=(0x1 - 0x2) nr_scanned=1 nr_taken=0\n",
+            "expected (0x<start> ~ 0x<end>)",
+        ),
+        (
+            "            init-1       [000] .....     4.024826: mm_page_free: junk\n",
+            "expected 'key=value ...' fields",
+        ),
     ],
 )
 def test_malformed_line_names_file_and_line(bad: str, msg: str) -> None:
@@ -330,8 +392,11 @@ def test_bench_returns_a_rate() -> None:
 
 # -- fuzzing: fast path and per-line path agree; only ParseError ever escapes --------------
 
-_BASE = gzip.decompress(S03.read_bytes()).decode().splitlines(keepends=True)[100:160] + [
-    line for line in ODD.splitlines(keepends=True)] + TRACE_CMD.splitlines(keepends=True)[3:]
+_BASE = (
+    gzip.decompress(S03.read_bytes()).decode().splitlines(keepends=True)[100:160]
+    + [line for line in ODD.splitlines(keepends=True)]
+    + TRACE_CMD.splitlines(keepends=True)[3:]
+)
 
 
 def _outcome(parse: Callable[[str, str], Trace], text: str) -> Trace | tuple[int | None, str]:
@@ -345,15 +410,14 @@ def _outcome(parse: Callable[[str, str], Trace], text: str) -> Trace | tuple[int
 @given(
     line=st.integers(0, len(_BASE) - 1),
     pos=st.floats(0, 1, exclude_max=True),
-    junk=st.text(alphabet=st.sampled_from(list(" :=-[]().x0179afgz\t#~,|") + ["é"]),
-                 max_size=3),
+    junk=st.text(alphabet=st.sampled_from(list(" :=-[]().x0179afgz\t#~,|") + ["é"]), max_size=3),
     cut=st.integers(0, 3),
 )
 def test_mutated_lines_fast_equals_reference(line: int, pos: float, junk: str, cut: int) -> None:
     lines = list(_BASE)
     s = lines[line]
     i = int(pos * len(s.rstrip("\n")))
-    lines[line] = s[:i] + junk + s[i + cut:]
+    lines[line] = s[:i] + junk + s[i + cut :]
     if not lines[line].endswith("\n"):
         lines[line] += "\n"
     text = "".join(lines)

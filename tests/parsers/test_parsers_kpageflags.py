@@ -38,9 +38,18 @@ def test_classify_balloon_stage() -> None:
     c = counts_by_name(kinds)
     assert sum(c.values()) == 262144
     assert c == {
-        "NOPAGE": 0, "BUDDY": 18447, "RESERVED": 16270, "SLAB": 11102, "PGTABLE": 294,
-        "OFFLINE": 131072, "ZSMALLOC": 31661, "LRU_ANON": 30425, "LRU_FILE": 14844,
-        "UNEVICTABLE": 0, "COMPOUND": 0, "OTHER_KERNEL": 8029,
+        "NOPAGE": 0,
+        "BUDDY": 18447,
+        "RESERVED": 16270,
+        "SLAB": 11102,
+        "PGTABLE": 294,
+        "OFFLINE": 131072,
+        "ZSMALLOC": 31661,
+        "LRU_ANON": 30425,
+        "LRU_FILE": 14844,
+        "UNEVICTABLE": 0,
+        "COMPOUND": 0,
+        "OTHER_KERNEL": 8029,
     }
 
 
@@ -103,8 +112,11 @@ def test_precedence(flags: int, kind: PageKind) -> None:
 def test_counts_promote_mapped_pages() -> None:
     flags = np.zeros(3, np.uint64)
     counts = np.array([0, 2, 0], np.uint64)
-    assert classify(flags, counts).tolist() == [PageKind.OTHER_KERNEL, PageKind.LRU_FILE,
-                                                PageKind.OTHER_KERNEL]
+    assert classify(flags, counts).tolist() == [
+        PageKind.OTHER_KERNEL,
+        PageKind.LRU_FILE,
+        PageKind.OTHER_KERNEL,
+    ]
     with pytest.raises(ValueError, match="shape"):
         classify(flags, counts[:2])
     with pytest.raises(ValueError, match="uint64"):
@@ -132,9 +144,19 @@ def test_size_not_multiple_of_8(tmp_path: Path) -> None:
 
 
 def test_bit_numbers() -> None:
-    assert (kpf.KPF_LOCKED, kpf.KPF_BUDDY, kpf.KPF_NOPAGE, kpf.KPF_THP, kpf.KPF_OFFLINE,
-            kpf.KPF_PGTABLE) == (0, 10, 20, 22, 23, 26)
+    assert (
+        kpf.KPF_LOCKED,
+        kpf.KPF_BUDDY,
+        kpf.KPF_NOPAGE,
+        kpf.KPF_THP,
+        kpf.KPF_OFFLINE,
+        kpf.KPF_PGTABLE,
+    ) == (0, 10, 20, 22, 23, 26)
     assert (kpf.KPF_RESERVED, kpf.KPF_PRIVATE, kpf.KPF_SOFTDIRTY, kpf.KPF_ARCH_2) == (
-        32, 35, 40, 41)
+        32,
+        35,
+        40,
+        41,
+    )
     assert PageKind["THP"] is PageKind.COMPOUND
     assert len(PageKind) == 12

@@ -37,10 +37,18 @@ def test_61_records() -> None:
     assert len(recs) == 2
     a, b = recs
     assert (a.lineno, a.order, a.gfp_mask, a.gfp_flags) == (
-        1, 0, 0x400DC0, "GFP_KERNEL_ACCOUNT|__GFP_ZERO")
+        1,
+        0,
+        0x400DC0,
+        "GFP_KERNEL_ACCOUNT|__GFP_ZERO",
+    )
     assert (a.pid, a.tgid, a.comm, a.ts_ns, a.free_ts_ns) == (1, 1, "swapper/0", 419738032, 0)
-    assert (a.pfn, a.migratetype, a.block, a.block_migratetype) == (4352, "Unmovable", 8,
-                                                                     "Unmovable")
+    assert (a.pfn, a.migratetype, a.block, a.block_migratetype) == (
+        4352,
+        "Unmovable",
+        8,
+        "Unmovable",
+    )
     assert a.page_flags == 0xFFFFFC0000000
     assert a.page_flags_text == "node=0|zone=1|lastcpupid=0x1fffff"
     assert a.stack[0] == "post_alloc_hook+0x1ed/0x210" and len(a.stack) == 4
@@ -57,12 +65,14 @@ def test_other_kernel_versions() -> None:
         "Page allocated via order 1, mask 0x52800(GFP_NOWAIT|__GFP_NORETRY), pid 7, tgid 7 "
         "(kworker/0:1), ts 1000 ns\n"
         "PFN 0x1100 type Unmovable Block 8 type Unmovable Flags 0x4000000000000040(head|zone=1)\n"
-        + STACK + "\n"
+        + STACK
+        + "\n"
     )
     old = (  # 4.x: no pid/ts
         "Page allocated via order 0, mask 0x24200ca(GFP_HIGHUSER_MOVABLE)\n"
         "PFN 4352 type Movable Block 8 type Movable Flags 0x1fffff80000068(uptodate|lru|active)\n"
-        + STACK + "\n"
+        + STACK
+        + "\n"
     )
     mid = (  # 5.11-5.16: pid, ts, free_ts, no comm
         "Page allocated via order 0, mask 0x0(), pid 300, ts 5 ns, free_ts 0 ns\n"
@@ -72,7 +82,12 @@ def test_other_kernel_versions() -> None:
     assert (n.pfn, n.tgid, n.comm, n.ts_ns, n.free_ts_ns) == (0x1100, 7, "kworker/0:1", 1000, None)
     (o,) = parse_page_owner(old)
     assert (o.pfn, o.pid, o.ts_ns, o.gfp_mask, o.page_flags_text) == (
-        4352, None, None, 0x24200CA, "uptodate|lru|active")
+        4352,
+        None,
+        None,
+        0x24200CA,
+        "uptodate|lru|active",
+    )
     (m,) = parse_page_owner(mid)
     assert (m.pid, m.tgid, m.comm, m.ts_ns, m.gfp_mask, m.stack) == (300, None, None, 5, 0, ())
     assert len(parse_page_owner(V61 + newer + old + mid)) == 5
@@ -84,8 +99,11 @@ def test_other_kernel_versions() -> None:
     [
         ("Page allocated via order x, mask 0x1()\n", 1, "expected 'Page allocated via order N"),
         (V61.replace("PFN 4352", "PFN four"), 2, "expected 'PFN N type T Block N"),
-        (V61.replace(" pte_alloc_one+0x1c/0x50\n\n", " pte_alloc_one+0x1c/0x50\njunk\n\n", 1),
-         7, "expected a stack frame"),
+        (
+            V61.replace(" pte_alloc_one+0x1c/0x50\n\n", " pte_alloc_one+0x1c/0x50\njunk\n\n", 1),
+            7,
+            "expected a stack frame",
+        ),
         ("Page allocated via order 0, mask 0x1(A)\n", 1, "record ends before its 'PFN"),
         (V61.replace("reason: compaction", "reason: "), 14, "expected a migrate reason"),
     ],
@@ -102,6 +120,6 @@ def test_errors(text: str, lineno: int, msg: str) -> None:
 def test_mutations_raise_only_parse_error(pos: float, junk: str, cut: int) -> None:
     i = int(pos * len(V61))
     try:
-        parse_page_owner(V61[:i] + junk + V61[i + cut:], "po")
+        parse_page_owner(V61[:i] + junk + V61[i + cut :], "po")
     except ParseError as exc:
         assert exc.path == "po"

@@ -98,7 +98,17 @@ def test_pagetypeinfo_61() -> None:
 def test_pagetypeinfo_618() -> None:
     p = parse_pagetypeinfo(read_real(f"{FC}/pagetypeinfo"))
     assert p.free[(0, "Normal", "Movable")].counts == (
-        1804, 4251, 2137, 730, 396, 199, 280, 184, 103, 74, 520
+        1804,
+        4251,
+        2137,
+        730,
+        396,
+        199,
+        280,
+        184,
+        103,
+        74,
+        520,
     )
     assert p.blocks[(0, "Normal")]["Reclaimable"] == 58
 
@@ -108,7 +118,7 @@ def _cap_dma32_movable_order0(text: str) -> str:
     out = []
     for line in text.splitlines(keepends=True):
         if m := re.match(r"Node\s+0, zone\s+DMA32, type\s+Movable ", line):
-            head, counts = line[:m.end()], line[m.end():]
+            head, counts = line[: m.end()], line[m.end() :]
             toks = counts.split()
             toks[0] = ">100000"
             line = head + "".join(f"{t:>6} " for t in toks) + "\n"
@@ -171,15 +181,18 @@ def test_zoneinfo_61() -> None:
     assert list(dma.node_stats)[-1] == "pgpromote_candidate"
     assert dma.stats["nr_free_pages"] == 3808 and dma.stats["numa_interleave"] == 1
     assert [(p.cpu, p.count, p.high, p.batch, p.vm_stats_threshold) for p in dma.pagesets] == [
-        (0, 0, 111, 1, 4), (1, 0, 111, 1, 4)
+        (0, 0, 111, 1, 4),
+        (1, 0, 111, 1, 4),
     ]
     assert (dma.node_unreclaimable, dma.start_pfn) == (0, 1)
     assert (dma32.min, dma32.low, dma32.high) == (11085, 13856, 16627)
     assert (dma32.managed, dma32.present, dma32.spanned) == (242034, 258016, 258016)
     assert dma32.protection == (0, 0, 0, 0, 0)
     assert dma32.node_stats is None
-    assert [(p.count, p.high, p.batch) for p in dma32.pagesets] == [(2248, 6928, 63),
-                                                                     (1107, 6928, 63)]
+    assert [(p.count, p.high, p.batch) for p in dma32.pagesets] == [
+        (2248, 6928, 63),
+        (1107, 6928, 63),
+    ]
     assert dma32.pcp_count == 3355 and dma32.start_pfn == 4096
     assert not normal.populated and normal.present == 0
     assert normal.stats == {} and normal.pagesets == () and normal.start_pfn is None
@@ -324,7 +337,7 @@ def test_mutations_raise_only_parse_error(which: int, pos: float, junk: str, cut
     parse, rel = _FILES[which]
     text = read_real(rel)
     i = int(pos * len(text))
-    mutated = text[:i] + junk + text[i + cut:]
+    mutated = text[:i] + junk + text[i + cut :]
     try:
         parse(mutated, "fuzz")
     except ParseError as exc:
@@ -333,8 +346,11 @@ def test_mutations_raise_only_parse_error(which: int, pos: float, junk: str, cut
 
 
 @settings(max_examples=100, deadline=None)
-@given(which=st.integers(0, len(_FILES) - 1), line=st.integers(0, 10**6),
-       junk=st.from_regex(r"[@!?]{1,3}[A-Za-z0-9 ]{0,6}", fullmatch=True))
+@given(
+    which=st.integers(0, len(_FILES) - 1),
+    line=st.integers(0, 10**6),
+    junk=st.from_regex(r"[@!?]{1,3}[A-Za-z0-9 ]{0,6}", fullmatch=True),
+)
 def test_garbage_data_line_is_reported_at_its_line(which: int, line: int, junk: str) -> None:
     parse, rel = _FILES[which]
     lines = read_real(rel).splitlines(keepends=True)

@@ -13,10 +13,8 @@ corrupted list cannot make a walk loop forever). ``enable_debug_checks(machine)`
 
 from __future__ import annotations
 
-import functools
-import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -36,12 +34,11 @@ from fragsim.mm.mmzone import (
     PAGE_ALLOC_COSTLY_ORDER,
     PB_MIGRATE_SKIP,
     PB_MIGRATETYPE_MASK,
+    PB_WAS_HIGHATOMIC,
 )
 from fragsim.mm.page import PG_buddy, PG_pcp, PG_reserved
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from fragsim.mm.machine import Machine
 
 __all__ = ["check_invariants", "disable_debug_checks", "enable_debug_checks"]
@@ -49,11 +46,6 @@ __all__ = ["check_invariants", "disable_debug_checks", "enable_debug_checks"]
 Int64s = npt.NDArray[np.int64]
 
 NR_LOWORDER_PCP_LISTS = MIGRATE_PCPTYPES * (PAGE_ALLOC_COSTLY_ORDER + 1)
-
-#: Pageblocks seen as MIGRATE_HIGHATOMIC by an earlier check, per machine (see _check_merged).
-_HIGHATOMIC_SEEN: weakref.WeakKeyDictionary[Any, npt.NDArray[np.bool_]] = (
-    weakref.WeakKeyDictionary()
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +67,7 @@ class _Blocks:
             return _Blocks(kind, e, e, e, e, e, e)
         pfn = np.concatenate([p[0] for p in parts]).astype(np.int64)
         cols = [
-            np.concatenate([np.full(len(p[0]), p[k], np.int64) for p in parts])
-            for k in range(1, 6)
+            np.concatenate([np.full(len(p[0]), p[k], np.int64) for p in parts]) for k in range(1, 6)
         ]
         return _Blocks(kind, pfn, *cols)
 
@@ -177,7 +168,9 @@ def _check_layout(c: _Ctx) -> None:
         raise c.fail(f"pfn {p:#x} lies in no zone but is not PG_reserved")
     pb = st.pb.astype(np.int64)
     mt = pb & PB_MIGRATETYPE_MASK
-    bad = (mt >= MIGRATE_TYPES) | ((pb & ~(PB_MIGRATETYPE_MASK | PB_MIGRATE_SKIP)) != 0)
+    bad = (mt >= MIGRATE_TYPES) | (
+        (pb & ~(PB_MIGRATETYPE_MASK | PB_MIGRATE_SKIP | PB_WAS_HIGHATOMIC)) != 0
+    )
     if not st.prm[I.P_CONFIG_CMA]:
         bad |= mt == MIGRATE_CMA
     if bad.any():
@@ -341,8 +334,11 @@ def _check_pcp_heads(c: _Ctx, p: _Blocks) -> None:
     ok_mt = np.where(
         list_movable,
         (pcpmt == MIGRATE_MOVABLE) | (pcpmt == MIGRATE_HIGHATOMIC) | (pcpmt == MIGRATE_CMA),
-        np.where(low, pcpmt == p.pindex % MIGRATE_PCPTYPES,
-                 (pcpmt < MIGRATE_PCPTYPES) & (pcpmt != MIGRATE_MOVABLE)),
+        np.where(
+            low,
+            pcpmt == p.pindex % MIGRATE_PCPTYPES,
+            (pcpmt < MIGRATE_PCPTYPES) & (pcpmt != MIGRATE_MOVABLE),
+        ),
     )
     checks: list[tuple[npt.NDArray[np.bool_], str]] = [
         ((flags & PG_pcp) == 0, "has no PG_pcp"),
@@ -397,8 +393,9 @@ def _allocated_blocks(c: _Ctx) -> _Blocks:
     bad = (order < 0) | (order >= MAX_ORDER)
     if bad.any():
         q = int(heads[_first(bad)])
-        raise c.fail(f"allocated block pfn {q:#x} ({c.pfn_zone(q)}) has invalid order "
-                     f"{int(st.order[q])}")
+        raise c.fail(
+            f"allocated block pfn {q:#x} ({c.pfn_zone(q)}) has invalid order {int(st.order[q])}"
+        )
     size = np.int64(1) << order
     bad = (heads & (size - 1)) != 0
     bad |= (zone < 0) | (heads + size > st.zs[np.maximum(zone, 0), I.ZF_END])
@@ -507,15 +504,11 @@ def _check_merged(c: _Ctx, f: _Blocks) -> None:
     buddies of one order below MAX_ORDER-1 are both free, except at >= pageblock_order when
     (the pageblock types, or one block's list type and the other's pageblock type) differ with
     one not mergeable. unreserve_highatomic_pageblock re-types a HIGHATOMIC pageblock without
-    merging its free blocks, so pairs next to a pageblock that an earlier check saw HIGHATOMIC
-    are also allowed at >= pageblock_order."""
+    merging its free blocks, so pairs next to a pageblock that was ever HIGHATOMIC
+    (PB_WAS_HIGHATOMIC) are also allowed at >= pageblock_order."""
     st = c.st
     pbt = (st.pb & PB_MIGRATETYPE_MASK).astype(np.int64)
-    seen = _HIGHATOMIC_SEEN.get(c.m)
-    if seen is None or seen.shape != pbt.shape:
-        seen = np.zeros(pbt.shape, bool)
-    seen |= pbt == MIGRATE_HIGHATOMIC
-    _HIGHATOMIC_SEEN[c.m] = seen
+    seen = (st.pb & PB_WAS_HIGHATOMIC) != 0
     if len(f.pfn) == 0:
         return
     order_at = np.full(c.npfn, -1, np.int64)
@@ -545,8 +538,7 @@ def _check_merged(c: _Ctx, f: _Blocks) -> None:
         return stop
 
     exempt = (o >= c.pbo) & (
-        blocks(pbx, pby) | blocks(lx, pby) | blocks(ly, pbx)
-        | seen[x >> c.pbo] | seen[y >> c.pbo]
+        blocks(pbx, pby) | blocks(lx, pby) | blocks(ly, pbx) | seen[x >> c.pbo] | seen[y >> c.pbo]
     )
     bad = ~exempt
     if bad.any():
@@ -603,27 +595,12 @@ def check_invariants(machine: Machine) -> None:
 
 
 def enable_debug_checks(machine: Machine) -> None:
-    """Make every ``machine.run`` batch (and so every ``alloc_pages``/``free_pages``/
-    ``drain_all_pages`` and every slow-path step, which run as batches) end with
-    ``check_invariants``, also when the batch raises ``AllocatorError``. Idempotent."""
-    if getattr(machine, "_debug_orig_run", None) is not None:
-        return
-    orig: Callable[..., npt.NDArray[np.int64]] = machine.run
-
-    @functools.wraps(orig)
-    def run(*args: Any, **kwargs: Any) -> npt.NDArray[np.int64]:
-        try:
-            return orig(*args, **kwargs)
-        finally:
-            check_invariants(machine)
-
-    machine._debug_orig_run = orig  # type: ignore[attr-defined]
-    machine.run = run  # type: ignore[method-assign]
+    """Turn on the user debug switch: every ``machine.run`` batch (and so every
+    ``alloc_pages``/``free_pages``/``drain_all_pages`` and slow-path step) ends with
+    ``check_invariants``, also when the batch raises ``AllocatorError``."""
+    machine.debug = True
 
 
 def disable_debug_checks(machine: Machine) -> None:
     """Undo ``enable_debug_checks``."""
-    orig = getattr(machine, "_debug_orig_run", None)
-    if orig is not None:
-        del machine.run
-        machine._debug_orig_run = None  # type: ignore[attr-defined]
+    machine.debug = False

@@ -188,7 +188,7 @@ def parse_gfp(text: str | int) -> int:
 
 
 def gfp_migratetype(gfp: int, group_by_mobility: bool = True) -> int:
-    """Models gfp_migratetype() (include/linux/gfp.h, 6.1): 0 UNMOVABLE, 1 MOVABLE, 2 RECLAIMABLE."""
+    """Models gfp_migratetype() (gfp.h, 6.1): 0 UNMOVABLE, 1 MOVABLE, 2 RECLAIMABLE."""
     if not group_by_mobility:
         return 0
     return (gfp & GFP_MOVABLE_MASK) >> GFP_MOVABLE_SHIFT

@@ -108,7 +108,7 @@ VM_ALLOCSTALL = 1
 VM_PGALLOC_FAIL = 2  # fragsim's own: allocation attempts that returned NULL
 NR_VM = 3
 
-# --- tracepoints: State.tbuf rows (id | cpu << 16, time, pfn, order, a, b, c, d) -------------------
+# --- tracepoints: State.tbuf rows (id | cpu << 16, time, pfn, order, a, b, c, d) ----------------
 TP_MM_PAGE_ALLOC = 0
 TP_MM_PAGE_FREE = 1
 TP_MM_PAGE_ALLOC_ZONE_LOCKED = 2

@@ -14,6 +14,7 @@ an allocation fails when the watermarks and the free lists say so.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,13 +34,24 @@ from fragsim.mm.mmzone import (
     MIGRATE_TYPES,
     PAGE_ALLOC_COSTLY_ORDER,
 )
-from fragsim.mm.page import PG_nopage, PG_reserved, Page
+from fragsim.mm.page import Page, PG_nopage, PG_reserved
 from fragsim.profiles import MachineProfile, machine_profile
 
 __all__ = ["Machine", "SlowpathHooks"]
 
 NO_PAGE = -1
-# Names starting with two underscores are mangled inside a class body: alias the GFP bits used there.
+MEM_MAP_DTYPE = np.dtype(
+    [
+        ("flags", np.int32),
+        ("refcount", np.int32),
+        ("owner", np.int32),
+        ("order", np.int8),
+        ("pcpmt", np.int8),
+        ("zoneid", np.int8),
+        ("_pad", np.int8),
+    ]
+)
+# Names starting with two underscores are mangled inside a class body: alias the bits used there.
 GFP_F_ATOMIC = GFP["__GFP_ATOMIC"]
 GFP_F_DIRECT_RECLAIM = GFP["__GFP_DIRECT_RECLAIM"]
 GFP_F_HIGH = GFP["__GFP_HIGH"]
@@ -74,7 +86,13 @@ class SlowpathHooks:
 class Machine:
     """One simulated machine: its profile, its memory state and its page allocator."""
 
-    def __init__(self, profile: MachineProfile | str = "x86_64-1g", **overrides: Any) -> None:
+    def __init__(
+        self,
+        profile: MachineProfile | str = "x86_64-1g",
+        *,
+        debug: bool | None = None,
+        **overrides: Any,
+    ) -> None:
         if isinstance(profile, str):
             profile = machine_profile(profile, **overrides)
         elif overrides:
@@ -84,6 +102,9 @@ class Machine:
         self.profile = profile
         self.hooks = SlowpathHooks()
         self.tracer: Any = None  # a fragsim.mm.trace.Tracer once attached
+        #: the debug switch: check every invariant after each batch (fragsim/mm/debug.py);
+        #: default from the environment variable FRAGSIM_DEBUG
+        self.debug = bool(os.environ.get("FRAGSIM_DEBUG")) if debug is None else debug
         self.nr_zone_types = len(profile.zone_types)
         self.nr_nodes = len(profile.nodes)
         self.nr_cpus = profile.nr_cpus
@@ -122,13 +143,21 @@ class Machine:
         free_sent = npfn
         pcp_sent = free_sent + nz * MAX_ORDER * MIGRATE_TYPES
         nlinks = pcp_sent + nz * self.nr_cpus * nr_pcp_lists
-        nxt = np.full(nlinks, -1, np.int32)
-        prv = np.full(nlinks, -1, np.int32)
+        # page->lru: next and prev of a pfn share a cache line (a (nlinks, 2) array, two views)
+        links = np.full((nlinks, 2), -1, np.int32)
+        nxt, prv = links[:, 0], links[:, 1]
         heads = np.arange(free_sent, nlinks, dtype=np.int32)
         nxt[free_sent:] = heads
         prv[free_sent:] = heads
         zs = np.zeros((nz, I.NR_ZF), np.int64)
-        zoneid = np.full(npfn, -1, np.int8)
+        # struct page: the other per-pfn fields of one page are one 16-byte record, so a page
+        # touched at random costs one cache miss, not one per field (design/performance.md)
+        mem_map = np.zeros(npfn, MEM_MAP_DTYPE)
+        mem_map["flags"] = PG_reserved
+        mem_map["refcount"] = 1
+        mem_map["owner"] = -1
+        mem_map["zoneid"] = -1
+        zoneid = mem_map["zoneid"]
         for nid, node in enumerate(p.nodes):
             for zi in range(self.nr_zone_types):
                 z = nid * self.nr_zone_types + zi
@@ -178,11 +207,11 @@ class Machine:
         self.state = I.State(
             nxt=nxt,
             prv=prv,
-            flags=np.full(npfn, PG_reserved, np.int32),
-            order=np.zeros(npfn, np.int8),
-            pcpmt=np.zeros(npfn, np.int8),
-            refcount=np.ones(npfn, np.int32),
-            owner=np.full(npfn, -1, np.int32),
+            flags=mem_map["flags"],
+            order=mem_map["order"],
+            pcpmt=mem_map["pcpmt"],
+            refcount=mem_map["refcount"],
+            owner=mem_map["owner"],
             zoneid=zoneid,
             pb=np.full(npfn >> p.pageblock_order, MIGRATE_MOVABLE, np.uint8),
             zs=zs,
@@ -255,7 +284,7 @@ class Machine:
         self._build_all_zonelists()
         self.init_per_zone_wmark_min()
         self.set_trace_buffer(1)
-        for nid, node in enumerate(p.nodes):
+        for node in p.nodes:
             for a, b in node.late_free:
                 self.free_reserved_area(a, b)
 
@@ -312,7 +341,9 @@ class Machine:
         zs = self.state.zs
         page_shift = int(math.log2(self.profile.page_size))
         pages_min = self.min_free_kbytes >> (page_shift - 10)
-        lowmem = sum(int(zs[z, I.ZF_MANAGED]) for z in range(zs.shape[0]) if not self._is_highmem(z))
+        lowmem = sum(
+            int(zs[z, I.ZF_MANAGED]) for z in range(zs.shape[0]) if not self._is_highmem(z)
+        )
         wsf = self.profile.watermark_scale_factor
         for z in range(zs.shape[0]):
             managed = int(zs[z, I.ZF_MANAGED])
@@ -414,7 +445,23 @@ class Machine:
         """Process a batch of event rows (internal.EV_*); returns each event's pfn (-1: none).
 
         Allocations that miss the fast path run ``__alloc_pages_slowpath`` here, then the batch
-        resumes. Bad frees raise AllocatorError naming the event, pfn and order."""
+        resumes. Bad frees raise AllocatorError naming the event, pfn and order. With the debug
+        switch on, every invariant is checked after the batch, whatever its outcome."""
+        if not self.debug:
+            return self._run(ev, handles, tracer)
+        from fragsim.mm.debug import check_invariants
+
+        try:
+            return self._run(ev, handles, tracer)
+        finally:
+            check_invariants(self)
+
+    def _run(
+        self,
+        ev: npt.NDArray[np.int64],
+        handles: npt.NDArray[np.int32] | None,
+        tracer: Any,
+    ) -> npt.NDArray[np.int64]:
         if handles is None:
             handles = np.full(1, NO_PAGE, np.int32)
         tracer = tracer if tracer is not None else self.tracer
@@ -433,8 +480,12 @@ class Machine:
             if status == I.RUN_SLOWPATH:
                 row = ev[i]
                 page = self.__alloc_pages_slowpath(
-                    int(row[I.EV_GFP]), int(row[I.EV_ORDER]), int(row[I.EV_NID]),
-                    int(row[I.EV_CPU]), int(row[I.EV_ARG]), handles,
+                    int(row[I.EV_GFP]),
+                    int(row[I.EV_ORDER]),
+                    int(row[I.EV_NID]),
+                    int(row[I.EV_CPU]),
+                    int(row[I.EV_ARG]),
+                    handles,
                 )
                 out[i] = page
                 i += 1
@@ -447,8 +498,17 @@ class Machine:
                 f"order {int(ev[i, I.EV_ORDER])}"
             )
 
-    def _one(self, op: int, order: int = 0, gfp: int = 0, arg: int = -1, cpu: int = 0,
-             nid: int = 0, flags: int = 0, handles: Any = None) -> int:
+    def _one(
+        self,
+        op: int,
+        order: int = 0,
+        gfp: int = 0,
+        arg: int = -1,
+        cpu: int = 0,
+        nid: int = 0,
+        flags: int = 0,
+        handles: Any = None,
+    ) -> int:
         ev = np.array([[op, order, gfp, arg, cpu, nid, flags]], np.int64)
         return int(self.run(ev, handles)[0])
 
@@ -502,10 +562,12 @@ class Machine:
     def _migratetype(self, gfp: int) -> int:
         return gfp_migratetype(gfp, not self.page_group_by_mobility_disabled)
 
-    def _freelist(self, gfp: int, order: int, alloc_flags: int, nid: int, cpu: int,
-                  handle: int, handles: Any) -> int:
-        return self._one(I.OP_GET_PAGE_FROM_FREELIST, order, gfp, handle, cpu, nid, alloc_flags,
-                         handles)
+    def _freelist(
+        self, gfp: int, order: int, alloc_flags: int, nid: int, cpu: int, handle: int, handles: Any
+    ) -> int:
+        return self._one(
+            I.OP_GET_PAGE_FROM_FREELIST, order, gfp, handle, cpu, nid, alloc_flags, handles
+        )
 
     def _wake_all_kswapds(self, order: int, gfp: int, nid: int) -> None:
         """wake_all_kswapds(): record a wake-up on every node of the zonelist."""
@@ -520,8 +582,9 @@ class Machine:
                 nd[I.ND_KSWAPD_HIGHEST_ZONEIDX] = hz
             nd[I.ND_KSWAPD_WAKEUPS] += 1
 
-    def __alloc_pages_slowpath(self, gfp: int, order: int, nid: int, cpu: int, handle: int,
-                               handles: Any) -> int:
+    def __alloc_pages_slowpath(
+        self, gfp: int, order: int, nid: int, cpu: int, handle: int, handles: Any
+    ) -> int:
         """__alloc_pages_slowpath() (6.1.192, the classic order): wake kswapd, try the free
         lists at the min watermark, initial async compaction for costly or unmovable high-order
         requests, then the retry loop of direct reclaim, direct compaction, the retry policies
@@ -543,9 +606,13 @@ class Machine:
         if alloc_flags & I.ALLOC_KSWAPD:
             self._wake_all_kswapds(order, gfp, nid)
         page = attempt(alloc_flags)
-        if page == NO_PAGE and can_direct_reclaim and compaction_allowed and (
-            costly or (order > 0 and mt != MIGRATE_MOVABLE)
-        ) and not (gfp & GFP_F_MEMALLOC):
+        if (
+            page == NO_PAGE
+            and can_direct_reclaim
+            and compaction_allowed
+            and (costly or (order > 0 and mt != MIGRATE_MOVABLE))
+            and not (gfp & GFP_F_MEMALLOC)
+        ):
             # initial async compaction (INIT_COMPACT_PRIORITY)
             if h.direct_compact is not None:
                 page, result = h.direct_compact(self, gfp, order, alloc_flags, "async")
@@ -585,8 +652,8 @@ class Machine:
                 break
             # should_reclaim_retry(): no reclaimable pages are modelled yet, so only a forced
             # highatomic unreserve can make another round worthwhile.
-            no_progress_loops = 0 if (reclaimed and order <= PAGE_ALLOC_COSTLY_ORDER) else (
-                no_progress_loops + 1
+            no_progress_loops = (
+                0 if (reclaimed and order <= PAGE_ALLOC_COSTLY_ORDER) else (no_progress_loops + 1)
             )
             if no_progress_loops <= 16 and reclaimed:
                 continue
@@ -628,8 +695,16 @@ class Machine:
         i = int(st.prm[I.P_TPOS])
         st.prm[I.P_SEQ] += 1
         if i < st.tbuf.shape[0]:
-            st.tbuf[i] = (I.TP_MM_PAGE_ALLOC | (int(st.prm[I.P_CPU]) << 16), st.prm[I.P_NOW],
-                          pfn, order, mt, gfp, 0, 0)
+            st.tbuf[i] = (
+                I.TP_MM_PAGE_ALLOC | (int(st.prm[I.P_CPU]) << 16),
+                st.prm[I.P_NOW],
+                pfn,
+                order,
+                mt,
+                gfp,
+                0,
+                0,
+            )
             st.prm[I.P_TPOS] = i + 1
 
     # ------------------------------------------------------------------ views
@@ -638,8 +713,10 @@ class Machine:
 
     def describe(self) -> str:
         zs = self.state.zs
-        lines = [f"machine {self.profile.name}: {self.max_pfn} pfns, {self.nr_cpus} cpus, "
-                 f"pageblock_order {self.pageblock_order}, min_free_kbytes {self.min_free_kbytes}"]
+        lines = [
+            f"machine {self.profile.name}: {self.max_pfn} pfns, {self.nr_cpus} cpus, "
+            f"pageblock_order {self.pageblock_order}, min_free_kbytes {self.min_free_kbytes}"
+        ]
         for z in self.populated_zones():
             lines.append(
                 f"  node {zs[z, I.ZF_NODE]} {self.zone_name(z):>8}: "

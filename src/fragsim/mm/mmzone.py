@@ -44,6 +44,10 @@ MIGRATETYPE_NAMES = ("Unmovable", "Movable", "Reclaimable", "HighAtomic", "CMA",
 
 PB_MIGRATETYPE_MASK = 0x7
 PB_MIGRATE_SKIP = 0x8
+#: fragsim's own pageblock bit (not in the kernel): the block has been MIGRATE_HIGHATOMIC at some
+#: point. unreserve_highatomic_pageblock() re-types without merging, so the invariant checker
+#: needs this history to tell a legitimately unmerged pair from a lost merge.
+PB_WAS_HIGHATOMIC = 0x10
 
 
 class ZoneType(IntEnum):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from fragsim.mm.page_alloc import Machine
+    from fragsim.mm.machine import Machine
 
 __all__ = [
     "GUP_PIN_COUNTING_BIAS",

@@ -134,6 +134,7 @@ from fragsim.mm.mmzone import (
     PAGE_ALLOC_COSTLY_ORDER,
     PB_MIGRATE_SKIP,
     PB_MIGRATETYPE_MASK,
+    PB_WAS_HIGHATOMIC,
 )
 from fragsim.mm.page import PG_buddy, PG_lru, PG_movable, PG_pcp, PG_reserved
 
@@ -252,7 +253,11 @@ def set_pageblock_migratetype(s: State, pfn: int, mt: int) -> None:
     if s.prm[P_GROUPING_DISABLED] and mt < MIGRATE_PCPTYPES:
         mt = MIGRATE_UNMOVABLE
     i = pfn >> s.prm[P_PAGEBLOCK_ORDER]
-    s.pb[i] = (s.pb[i] & PB_MIGRATE_SKIP) | mt
+    keep = PB_MIGRATE_SKIP | PB_WAS_HIGHATOMIC
+    if mt == MIGRATE_HIGHATOMIC:
+        keep = PB_MIGRATE_SKIP
+        mt |= PB_WAS_HIGHATOMIC
+    s.pb[i] = (s.pb[i] & keep) | mt
 
 
 # ---------------------------------------------------------------------------------------------
@@ -935,7 +940,13 @@ def alloc_flags_nofragment(s: State, z: int, gfp: int) -> int:
 
 @njit(inline="always")
 def get_page_from_freelist(
-    s: State, gfp: int, order: int, alloc_flags: int, nid: int, highest_zoneidx: int, mt: int,
+    s: State,
+    gfp: int,
+    order: int,
+    alloc_flags: int,
+    nid: int,
+    highest_zoneidx: int,
+    mt: int,
     cpu: int,
 ) -> int:
     """get_page_from_freelist() (6.1): walk the zonelist, check zone_watermark_fast() at the
@@ -1065,7 +1076,7 @@ def run_events(st: State, ev: Any, start: int, handles: Any, out: Any) -> tuple[
                     and (not s.prm[P_CONFIG_CMA] or mt != MIGRATE_MOVABLE)
                 ):
                     free = s.zs[z, ZF_NR_FREE_PAGES]
-                    reserved = s.zs[z, ZF_NR_RESERVED_HIGHATOMIC]
+                    reserved = zone_watermark_unusable_free(s, z, 0, alloc_flags)
                     usable = free - min(free, reserved)
                     mark = s.zs[z, ZF_WMARK_LOW] + s.zs[z, ZF_BOOST]
                     if usable > mark + s.zs[z, ZF_LOWMEM_RESERVE + hz]:
@@ -1106,6 +1117,13 @@ def run_events(st: State, ev: Any, start: int, handles: Any, out: Any) -> tuple[
             err = check_free(s, pfn, order)
             if err != 0:
                 return err, i
+            if s.refcount[pfn] > 1:
+                # put_page_testzero() failed: another reference (or a pin) keeps the block.
+                # SIMPLIFICATION: __free_pages() would also free the tail parts of a
+                # non-compound block here; fragsim keeps the whole block until the last put.
+                s.refcount[pfn] -= 1
+                out[i] = NO_PAGE
+                continue
             # __free_pages() -> free_the_page(); free_pages_prepare() traces mm_page_free
             trace(s, TP_MM_PAGE_FREE, pfn, order, 0, 0, 0, 0)
             s.refcount[pfn] = 0

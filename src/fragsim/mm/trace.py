@@ -79,8 +79,7 @@ class Tracer:
             page = f"{VMEMMAP_START + pfn * STRUCT_PAGE_SIZE:016x}" if pfn >= 0 else "0" * 16
             p = f"page={page} pfn={max(pfn, 0):#x}"
             if tp == I.TP_MM_PAGE_ALLOC:
-                body = (f"{p} order={order} migratetype={mtmap[a]} "
-                        f"gfp_flags={show_gfp_flags(b)}")
+                body = f"{p} order={order} migratetype={mtmap[a]} gfp_flags={show_gfp_flags(b)}"
             elif tp == I.TP_MM_PAGE_FREE:
                 body = f"{p} order={order}"
             elif tp == I.TP_MM_PAGE_ALLOC_ZONE_LOCKED:

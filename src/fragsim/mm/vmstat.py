@@ -25,7 +25,11 @@ __all__ = [
     "buddyinfo",
     "extfrag_index",
     "fill_contig_page_info",
+    "format_buddyinfo",
+    "format_extfrag_index",
     "format_pagetypeinfo",
+    "format_unusable_index",
+    "free_area_rows",
     "fragmentation_index",
     "pagetypeinfo",
     "unusable_free_index",
@@ -60,8 +64,10 @@ _ZONE_LC = ("dma", "dma32", "normal", "highmem", "movable", "device")
 
 
 def _vm_event_items(zone_types: tuple[str, ...]) -> list[str]:
-    per_zone = [_ZONE_LC[("DMA", "DMA32", "Normal", "HighMem", "Movable", "Device").index(t)]
-                for t in zone_types]
+    per_zone = [
+        _ZONE_LC[("DMA", "DMA32", "Normal", "HighMem", "Movable", "Device").index(t)]
+        for t in zone_types
+    ]
     return (
         "pgpgin pgpgout pswpin pswpout".split()
         + [f"pgalloc_{z}" for z in per_zone]
@@ -111,12 +117,26 @@ def _node(m: Machine, z: int) -> int:
     return int(m.state.zs[z, I.ZF_NODE])
 
 
+#: one zone's free blocks per order: (node id, zone name, nr_free[order])
+FreeAreaRow = tuple[int, str, "list[int] | np.ndarray"]
+
+
+def free_area_rows(m: Machine) -> list[FreeAreaRow]:
+    """Every populated zone's ``free_area[order].nr_free``, in /proc order."""
+    return [(_node(m, z), _zname(m, z), m.state.nr_free[z]) for z in _zones(m, True)]
+
+
 def buddyinfo(m: Machine) -> str:
-    """/proc/buddyinfo (frag_show_print): free blocks per order, every populated zone."""
+    """/proc/buddyinfo of a machine."""
+    return format_buddyinfo(free_area_rows(m))
+
+
+def format_buddyinfo(rows: list[FreeAreaRow]) -> str:
+    """frag_show_print(): free blocks per order, one line per populated zone."""
     out = []
-    for z in _zones(m, True):
-        counts = "".join(f"{int(n):6d} " for n in m.state.nr_free[z])
-        out.append(f"Node {_node(m, z)}, zone {_zname(m, z):>8s} {counts}\n")
+    for node, zname, nr_free in rows:
+        counts = "".join(f"{int(n):6d} " for n in nr_free)
+        out.append(f"Node {node}, zone {zname:>8s} {counts}\n")
     return "".join(out)
 
 
@@ -163,8 +183,7 @@ def format_pagetypeinfo(
     for node, zname, counts in free_rows:
         for name, row in zip(mt_names, counts, strict=True):
             out.append(f"Node {node:4d}, zone {zname:>8s}, type {name:>12s} ")
-            out.append("".join(
-                f"{'>' if n >= PAGETYPEINFO_CAP else ''}{n:6d} " for n in row))
+            out.append("".join(f"{'>' if n >= PAGETYPEINFO_CAP else ''}{n:6d} " for n in row))
             out.append("\n")
     out.append(f"\n{'Number of blocks type ':<23s}")
     out.append("".join(f"{name:>12s} " for name in mt_names))
@@ -263,8 +282,9 @@ def vmstat_counters(m: Machine) -> dict[str, int]:
     for name in _vm_event_items(m.profile.zone_types):
         v[name] = 0
     for z in range(zs.shape[0]):
-        lc = _ZONE_LC[("DMA", "DMA32", "Normal", "HighMem", "Movable", "Device").index(
-            _zname(m, z))]
+        lc = _ZONE_LC[
+            ("DMA", "DMA32", "Normal", "HighMem", "Movable", "Device").index(_zname(m, z))
+        ]
         v[f"pgalloc_{lc}"] += int(zs[z, I.ZF_PGALLOC])
     v["pgfree"] = int(st.vm[I.VM_PGFREE])
     return v
@@ -337,24 +357,34 @@ def _c_div(a: int, b: int) -> tuple[int, int]:
 
 
 def unusable_index(m: Machine) -> str:
-    """debugfs extfrag/unusable_index (unusable_show_print)."""
+    """debugfs extfrag/unusable_index of a machine."""
+    return format_unusable_index(free_area_rows(m))
+
+
+def format_unusable_index(rows: list[FreeAreaRow]) -> str:
+    """unusable_show_print(): unusable_free_index per order as ``%d.%03d``."""
     out = []
-    for z in _zones(m, True):
-        out.append(f"Node {_node(m, z)}, zone {_zname(m, z):>8s} ")
-        for order in range(MAX_ORDER):
-            q, r = _c_div(unusable_free_index(m.state.nr_free[z], order), 1000)
+    for node, zname, nr_free in rows:
+        out.append(f"Node {node}, zone {zname:>8s} ")
+        for order in range(len(nr_free)):
+            q, r = _c_div(unusable_free_index(np.asarray(nr_free), order), 1000)
             out.append(f"{q}.{r:03d} ")
         out.append("\n")
     return "".join(out)
 
 
 def extfrag_index(m: Machine) -> str:
-    """debugfs extfrag/extfrag_index (extfrag_show_print)."""
+    """debugfs extfrag/extfrag_index of a machine."""
+    return format_extfrag_index(free_area_rows(m))
+
+
+def format_extfrag_index(rows: list[FreeAreaRow]) -> str:
+    """extfrag_show_print(): __fragmentation_index per order as ``%2d.%03d``."""
     out = []
-    for z in _zones(m, True):
-        out.append(f"Node {_node(m, z)}, zone {_zname(m, z):>8s} ")
-        for order in range(MAX_ORDER):
-            q, r = _c_div(fragmentation_index(m.state.nr_free[z], order), 1000)
+    for node, zname, nr_free in rows:
+        out.append(f"Node {node}, zone {zname:>8s} ")
+        for order in range(len(nr_free)):
+            q, r = _c_div(fragmentation_index(np.asarray(nr_free), order), 1000)
             out.append(f"{q:2d}.{r:03d} ")
         out.append("\n")
     return "".join(out)

@@ -160,7 +160,8 @@ def read_bugreport(src: str | os.PathLike[str]) -> BugreportMemory:
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as zf:
             names = [
-                n for n in zf.namelist()
+                n
+                for n in zf.namelist()
                 if n.endswith(".txt") and os.path.basename(n).startswith("bugreport")
             ]
             if not names:

@@ -81,18 +81,32 @@ MISSING: Final = np.iinfo(np.int64).min
 _KMEM_PAGE: Final[Mapping[str, Kind]] = {"page": "ptr", "pfn": "pfn", "order": "int"}
 _ISOLATE: Final[Mapping[str, Kind]] = {"range": "range", "nr_scanned": "int", "nr_taken": "int"}
 _ZONE_ORDER: Final[Mapping[str, Kind]] = {
-    "node": "int", "zone": "str", "order": "int", "ret": "str"
+    "node": "int",
+    "zone": "str",
+    "order": "int",
+    "ret": "str",
 }
 _DEFER: Final[Mapping[str, Kind]] = {
-    "node": "int", "zone": "str", "order": "int", "order_failed": "int", "consider": "int",
+    "node": "int",
+    "zone": "str",
+    "order": "int",
+    "order_failed": "int",
+    "consider": "int",
     "limit": "int",
 }
 _KCOMPACTD: Final[Mapping[str, Kind]] = {
-    "nid": "int", "order": "int", "classzone_idx": "str", "highest_zoneidx": "str"
+    "nid": "int",
+    "order": "int",
+    "classzone_idx": "str",
+    "highest_zoneidx": "str",
 }
 _COMPACT_RANGE: Final[Mapping[str, Kind]] = {
-    "zone_start": "pfn", "migrate_pfn": "pfn", "free_pfn": "pfn", "zone_end": "pfn",
-    "mode": "str", "status": "str",
+    "zone_start": "pfn",
+    "migrate_pfn": "pfn",
+    "free_pfn": "pfn",
+    "zone_end": "pfn",
+    "mode": "str",
+    "status": "str",
 }
 _PID: Final[Mapping[str, Kind]] = {"pid": "int"}
 
@@ -104,9 +118,15 @@ _EVENT_FIELDS: dict[str, Mapping[str, Kind]] = {
     "mm_page_alloc_zone_locked": {**_KMEM_PAGE, "migratetype": "int", "percpu_refill": "int"},
     "mm_page_pcpu_drain": {**_KMEM_PAGE, "migratetype": "int"},
     "mm_page_alloc_extfrag": {
-        "page": "ptr", "pfn": "pfn", "alloc_order": "int", "fallback_order": "int",
-        "pageblock_order": "int", "alloc_migratetype": "int", "fallback_migratetype": "int",
-        "fragmenting": "int", "change_ownership": "int",
+        "page": "ptr",
+        "pfn": "pfn",
+        "alloc_order": "int",
+        "fallback_order": "int",
+        "pageblock_order": "int",
+        "alloc_migratetype": "int",
+        "fallback_migratetype": "int",
+        "fragmenting": "int",
+        "change_ownership": "int",
     },
     # compaction
     "mm_compaction_isolate_migratepages": _ISOLATE,
@@ -116,7 +136,10 @@ _EVENT_FIELDS: dict[str, Mapping[str, Kind]] = {
     "mm_compaction_begin": _COMPACT_RANGE,
     "mm_compaction_end": _COMPACT_RANGE,
     "mm_compaction_try_to_compact_pages": {
-        "order": "int", "gfp_mask": "str", "priority": "int", "mode": "int"
+        "order": "int",
+        "gfp_mask": "str",
+        "priority": "int",
+        "mode": "int",
     },
     "mm_compaction_finished": _ZONE_ORDER,
     "mm_compaction_suitable": _ZONE_ORDER,
@@ -128,8 +151,13 @@ _EVENT_FIELDS: dict[str, Mapping[str, Kind]] = {
     "mm_compaction_kcompactd_wake": _KCOMPACTD,
     # migrate
     "mm_migrate_pages": {
-        "nr_succeeded": "int", "nr_failed": "int", "nr_thp_succeeded": "int",
-        "nr_thp_failed": "int", "nr_thp_split": "int", "nr_split": "int", "mode": "str",
+        "nr_succeeded": "int",
+        "nr_failed": "int",
+        "nr_thp_succeeded": "int",
+        "nr_thp_failed": "int",
+        "nr_thp_split": "int",
+        "nr_split": "int",
+        "mode": "str",
         "reason": "str",
     },
     "mm_migrate_pages_start": {"mode": "str", "reason": "str"},
@@ -142,31 +170,64 @@ _EVENT_FIELDS: dict[str, Mapping[str, Kind]] = {
     "mm_vmscan_node_reclaim_begin": {"nid": "int", "order": "int", "gfp_flags": "str"},
     "mm_vmscan_node_reclaim_end": {"nr_reclaimed": "int"},
     "mm_vmscan_lru_isolate": {
-        "isolate_mode": "int", "classzone": "int", "order": "int", "nr_requested": "int",
-        "nr_scanned": "int", "nr_skipped": "int", "nr_taken": "int", "lru": "str",
+        "isolate_mode": "int",
+        "classzone": "int",
+        "order": "int",
+        "nr_requested": "int",
+        "nr_scanned": "int",
+        "nr_skipped": "int",
+        "nr_taken": "int",
+        "lru": "str",
     },
     "mm_vmscan_lru_shrink_inactive": {
-        "nid": "int", "nr_scanned": "int", "nr_reclaimed": "int", "nr_dirty": "int",
-        "nr_writeback": "int", "nr_congested": "int", "nr_immediate": "int",
-        "nr_activate_anon": "int", "nr_activate_file": "int", "nr_ref_keep": "int",
-        "nr_unmap_fail": "int", "priority": "int", "flags": "str",
+        "nid": "int",
+        "nr_scanned": "int",
+        "nr_reclaimed": "int",
+        "nr_dirty": "int",
+        "nr_writeback": "int",
+        "nr_congested": "int",
+        "nr_immediate": "int",
+        "nr_activate_anon": "int",
+        "nr_activate_file": "int",
+        "nr_ref_keep": "int",
+        "nr_unmap_fail": "int",
+        "priority": "int",
+        "flags": "str",
     },
     "mm_vmscan_lru_shrink_active": {
-        "nid": "int", "nr_taken": "int", "nr_active": "int", "nr_deactivated": "int",
-        "nr_referenced": "int", "priority": "int", "flags": "str",
+        "nid": "int",
+        "nr_taken": "int",
+        "nr_active": "int",
+        "nr_deactivated": "int",
+        "nr_referenced": "int",
+        "priority": "int",
+        "flags": "str",
     },
     "mm_vmscan_write_folio": {"pfn": "pfn", "flags": "str"},
     "mm_vmscan_throttled": {
-        "nid": "int", "usec_timeout": "int", "usec_delayed": "int", "reason": "str"
+        "nid": "int",
+        "usec_timeout": "int",
+        "usec_delayed": "int",
+        "reason": "str",
     },
     # oom
     "compact_retry": {
-        "order": "int", "priority": "str", "compaction_result": "str", "retries": "int",
-        "max_retries": "int", "should_retry": "int",
+        "order": "int",
+        "priority": "str",
+        "compaction_result": "str",
+        "retries": "int",
+        "max_retries": "int",
+        "should_retry": "int",
     },
     "reclaim_retry_zone": {
-        "node": "int", "zone": "str", "order": "int", "reclaimable": "int", "available": "int",
-        "min_wmark": "int", "no_progress_loops": "int", "wmark_check": "int",
+        "node": "int",
+        "zone": "str",
+        "order": "int",
+        "reclaimable": "int",
+        "available": "int",
+        "min_wmark": "int",
+        "no_progress_loops": "int",
+        "wmark_check": "int",
     },
     "mark_victim": _PID,
     "wake_reaper": _PID,
@@ -527,7 +588,7 @@ def _factorize(buf: U8, start: I64, length: I64) -> tuple[I32, list[bytes]]:
         rep[codes] = np.arange(n)
         rc = rep[codes]
         if bool(((h1 == h1[rc]) & (h2 == h2[rc]) & (length == length[rc])).all()):
-            cats = [buf[int(start[r]):int(start[r] + length[r])].tobytes() for r in rep]
+            cats = [buf[int(start[r]) : int(start[r] + length[r])].tobytes() for r in rep]
             return codes, cats
         if attempt == 0:
             # Two strings share a bucket (many distinct strings): sort the full hashes.
@@ -538,7 +599,7 @@ def _factorize(buf: U8, start: I64, length: I64) -> tuple[I32, list[bytes]]:
     out = np.empty(n, dtype=np.int32)
     for i in range(n):
         a = int(start[i])
-        out[i] = table.setdefault(buf[a:a + int(length[i])].tobytes(), len(table))
+        out[i] = table.setdefault(buf[a : a + int(length[i])].tobytes(), len(table))
     return out, list(table)
 
 
@@ -618,9 +679,9 @@ def _marker_text(event: str, text: str) -> str:
     if event == "print":
         t = text.lstrip(" ")
         if t.startswith("tracing_mark_write: "):
-            return t[len("tracing_mark_write: "):]
+            return t[len("tracing_mark_write: ") :]
         if m := _IP_PREFIX_RE.match(t):
-            return t[m.end():]
+            return t[m.end() :]
         return t
     return text
 
@@ -695,8 +756,10 @@ class _Builder:
         m = _LINE_RE.match(line)
         if m is None:
             raise ParseError(
-                path, lineno, "expected '<comm>-<pid> [<cpu>] [flags] <sec>.<usec>: <event>: "
-                f"<fields>', got {line[:100]!r}"
+                path,
+                lineno,
+                "expected '<comm>-<pid> [<cpu>] [flags] <sec>.<usec>: <event>: "
+                f"<fields>', got {line[:100]!r}",
             )
         event = m.group("event")
         frac = m.group("frac")
@@ -708,7 +771,7 @@ class _Builder:
         cpu = int(m.group("cpu") if m.group("cpu") is not None else m.group("cpu2"))
         if cpu >= 1 << 31 or int(m.group("pid")) >= 1 << 31:
             raise ParseError(path, lineno, "cpu or pid does not fit in 32 bits")
-        rest = line[m.end() + 1:] if m.end() < len(line) else ""
+        rest = line[m.end() + 1 :] if m.end() < len(line) else ""
         rows = slow.setdefault(event, _SlowRows())
         rows.line.append(lineno)
         rows.ts.append(ts)
@@ -751,8 +814,10 @@ class _Builder:
     def flush_slow(self, slow: dict[str, _SlowRows]) -> None:
         for event, rows in slow.items():
             piece = _Piece(
-                np.array(rows.line, np.int64), np.array(rows.ts, np.int64),
-                np.array(rows.cpu, np.int32), np.array(rows.pid, np.int32),
+                np.array(rows.line, np.int64),
+                np.array(rows.ts, np.int64),
+                np.array(rows.cpu, np.int32),
+                np.array(rows.pid, np.int32),
                 np.array(rows.comm, np.int32),
             )
             kinds = EVENT_FIELDS.get(event)
@@ -766,14 +831,18 @@ class _Builder:
                     kind = _column_kind(kinds, key)
                     if kind == "str":
                         piece.cols[key] = np.array(
-                            [self.cat_id(event, key, v[key]) if key in v else -1
-                             for v in rows.vals], np.int32)
+                            [
+                                self.cat_id(event, key, v[key]) if key in v else -1
+                                for v in rows.vals
+                            ],
+                            np.int32,
+                        )
                     elif kind == "ptr":
-                        piece.cols[key] = np.array(
-                            [v.get(key, 0) for v in rows.vals], np.uint64)
+                        piece.cols[key] = np.array([v.get(key, 0) for v in rows.vals], np.uint64)
                     else:
                         piece.cols[key] = np.array(
-                            [v.get(key, MISSING) for v in rows.vals], np.int64)
+                            [v.get(key, MISSING) for v in rows.vals], np.int64
+                        )
             self.add("\0marker" if event in _MARKER_EVENTS else event, piece)
 
 
@@ -811,7 +880,7 @@ def _match(buf: U8, pos: I64, lit: bytes) -> Bool:
     """Whether the bytes at each position equal ``lit``."""
     ok = np.ones(len(pos), np.bool_)
     for j in range(0, len(lit), 8):
-        part = lit[j:j + 8]
+        part = lit[j : j + 8]
         want = _u(int.from_bytes(part.ljust(8, b"\0"), "little"))
         ok &= (_load8(buf, pos + j) & _LO[len(part)]) == want
     return ok
@@ -884,9 +953,7 @@ def _prefix_fixed(buf: U8, s: I64, tstart: I64, flags_w: int) -> tuple[Bool, U64
     return ok, cpu, pid
 
 
-def _prefix_generic(
-    buf: U8, s: I64, tstart: I64
-) -> tuple[Bool, U64, U64, I64]:
+def _prefix_generic(buf: U8, s: I64, tstart: I64) -> tuple[Bool, U64, U64, I64]:
     """Any ``comm-pid [cpu] [flags] `` prefix (trace-cmd, other column widths)."""
     W = 24
     p = tstart - 1
@@ -1015,8 +1082,13 @@ def _process_chunk(ch: _Chunk, b: _Builder) -> int:
 
 
 def _process_kv(
-    ch: _Chunk, b: _Builder, name: str, kinds: Mapping[str, Kind], piece: _Piece,
-    fs: I64, fe: I64,
+    ch: _Chunk,
+    b: _Builder,
+    name: str,
+    kinds: Mapping[str, Kind],
+    piece: _Piece,
+    fs: I64,
+    fe: I64,
 ) -> I64:
     """Parse the ``key=value`` fields of one event's lines and add them to the builder.
 
@@ -1108,10 +1180,17 @@ def _process_kv(
             good = good[keep]
             cols = {k: v[keep] for k, v in cols.items()}
         if good.size:
-            b.add(name, _Piece(
-                piece.line[good], piece.ts[good], piece.cpu[good], piece.pid[good],
-                piece.comm[good], cols,
-            ))
+            b.add(
+                name,
+                _Piece(
+                    piece.line[good],
+                    piece.ts[good],
+                    piece.cpu[good],
+                    piece.pid[good],
+                    piece.comm[good],
+                    cols,
+                ),
+            )
     if remaining.size:
         slow.append(remaining)
     return np.concatenate(slow).astype(np.int64) if slow else np.zeros(0, np.int64)

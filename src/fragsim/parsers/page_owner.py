@@ -94,8 +94,9 @@ def parse_page_owner(text: str, path: str = "<page_owner>") -> list[PageOwnerRec
         m = _HEAD_RE.match(line)
         if m is None:
             raise ParseError(
-                path, start, f"expected 'Page allocated via order N, mask 0x...(...)...', "
-                f"got {line[:80]!r}"
+                path,
+                start,
+                f"expected 'Page allocated via order N, mask 0x...(...)...', got {line[:80]!r}",
             )
         i += 1
         if i >= n:
@@ -104,8 +105,9 @@ def parse_page_owner(text: str, path: str = "<page_owner>") -> list[PageOwnerRec
         m2 = _PFN_RE.match(line2)
         if m2 is None:
             raise ParseError(
-                path, i + 1, f"expected 'PFN N type T Block N type T Flags 0x...(...)', "
-                f"got {line2[:80]!r}"
+                path,
+                i + 1,
+                f"expected 'PFN N type T Block N type T Flags 0x...(...)', got {line2[:80]!r}",
             )
         i += 1
         stack: list[str] = []
@@ -120,15 +122,17 @@ def parse_page_owner(text: str, path: str = "<page_owner>") -> list[PageOwnerRec
         while i < n and lines[i].strip():
             extra = lines[i].rstrip("\r")
             if extra.startswith(_MIGRATED_PREFIX) and reason is None and not memcg:
-                reason = extra[len(_MIGRATED_PREFIX):].strip()
+                reason = extra[len(_MIGRATED_PREFIX) :].strip()
                 if not reason:
                     raise ParseError(path, i + 1, "expected a migrate reason name")
             elif _MEMCG_RE.match(extra):
                 memcg.append(extra.strip())
             else:
                 raise ParseError(
-                    path, i + 1, "expected a stack frame (' ...'), 'Page has been migrated, "
-                    f"last migrate reason: ...', a memcg line or an empty line, got {extra[:80]!r}"
+                    path,
+                    i + 1,
+                    "expected a stack frame (' ...'), 'Page has been migrated, "
+                    f"last migrate reason: ...', a memcg line or an empty line, got {extra[:80]!r}",
                 )
             i += 1
         pfn_txt = m2.group(1)

@@ -93,8 +93,9 @@ def parse_buddyinfo(text: str, path: str = "<buddyinfo>") -> list[BuddyInfoRow]:
             norders = len(counts)
         elif len(counts) != norders:
             raise ParseError(
-                path, lineno, f"expected {norders} per-order counts like the first line, "
-                f"got {len(counts)}"
+                path,
+                lineno,
+                f"expected {norders} per-order counts like the first line, got {len(counts)}",
             )
         rows.append(BuddyInfoRow(int(m.group(1)), m.group(2), counts))
     if not rows:
@@ -461,8 +462,13 @@ def parse_zoneinfo(text: str, path: str = "<zoneinfo>") -> list[ZoneInfo]:
                 if name == "vm stats threshold":
                     name = "thr"
                     target = z.pcp
-                elif name in ("node_unreclaimable", "start_pfn", "all_unreclaimable",
-                              "prev_priority", "inactive_ratio"):
+                elif name in (
+                    "node_unreclaimable",
+                    "start_pfn",
+                    "all_unreclaimable",
+                    "prev_priority",
+                    "inactive_ratio",
+                ):
                     z.close_pageset(path)
                     z.state = "tail"
                     target = z.tail
@@ -569,8 +575,9 @@ def parse_extfrag(text: str, path: str = "<extfrag>") -> list[ExtfragRow]:
             norders = len(values)
         elif len(values) != norders:
             raise ParseError(
-                path, lineno, f"expected {norders} per-order values like the first line, "
-                f"got {len(values)}"
+                path,
+                lineno,
+                f"expected {norders} per-order values like the first line, got {len(values)}",
             )
         rows.append(ExtfragRow(int(m.group(1)), m.group(2), tuple(values)))
     if not rows:
