@@ -14,9 +14,74 @@ from typing import Any
 from fragsim.errors import ConfigError
 from fragsim.mm.mmzone import ZONE_NAMES
 
-__all__ = ["MachineProfile", "NodeSpec", "ZoneSpec", "machine_profile", "PROFILES"]
+__all__ = [
+    "KERNELS",
+    "PROFILES",
+    "KernelProfile",
+    "MachineProfile",
+    "NodeSpec",
+    "ZoneSpec",
+    "kernel_profile",
+    "machine_profile",
+]
 
 Range = tuple[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class KernelProfile:
+    """The page-allocator rules that changed across kernel versions, as switches.
+
+    ``6.1`` (6.1.192) is the modelled kernel; every switch is on there. Turning a switch off
+    applies the older rule to an otherwise-6.1 kernel: a what-if, not a complete older kernel
+    (fragsim does not model the other changes those versions had). The switches:
+
+    * ``watermark_boost``: boost_watermark() on fallbacks and the zoneinfo ``boost`` line
+      (Linux kernel commit 1c30844d2dfe ("mm: reclaim small amounts of memory when an external
+      fragmentation event occurs") (in v5.0)).
+    * ``alloc_nofragment``: ALLOC_NOFRAGMENT for ZONE_NORMAL requests on CONFIG_ZONE_DMA32
+      kernels (commit 6bb154504f8b ("mm, page_alloc: spread allocations across zones before
+      introducing fragmentation") (in v5.0)).
+    * ``pcp_high_order``: orders 1..3 and the THP order on the per-CPU lists (commit 44042b449872
+      ("mm/page_alloc: allow high-order pages to be stored on the per-cpu lists") (in v5.13));
+      off, only order-0 pages are cached per CPU.
+    * ``pagetypeinfo_cap``: /proc/pagetypeinfo stops counting a free list at 100000 and prints
+      ``>100000`` (commit 93b3a674485f ("mm,vmstat: reduce zone->lock holding time by
+      /proc/pagetypeinfo") (in v5.5)).
+    * ``trace_pfn_hex``: tracepoints print ``pfn=0x%lx`` (decimal ``pfn=%lu`` before 5.x).
+    """
+
+    name: str = "6.1"
+    watermark_boost: bool = True
+    alloc_nofragment: bool = True
+    pcp_high_order: bool = True
+    pagetypeinfo_cap: bool = True
+    trace_pfn_hex: bool = True
+
+
+#: Named kernel profiles. Only 6.1.192 is modelled as a whole kernel.
+KERNELS: dict[str, KernelProfile] = {"6.1": KernelProfile()}
+
+
+def kernel_profile(spec: str | KernelProfile, **switches: bool) -> KernelProfile:
+    """A named kernel profile, with some switches changed (``kernel_profile("6.1",
+    watermark_boost=False)``)."""
+    if isinstance(spec, str):
+        if spec not in KERNELS:
+            raise ConfigError(
+                f"kernel profile {spec!r} is not modelled; known: {', '.join(KERNELS)}"
+            )
+        spec = KERNELS[spec]
+    if not switches:
+        return spec
+    names = {f for f in KernelProfile.__dataclass_fields__ if f != "name"}
+    for k, v in switches.items():
+        if k not in names:
+            raise ConfigError(f"kernel profile: unknown switch {k!r}; known: {sorted(names)}")
+        if not isinstance(v, bool):
+            raise ConfigError(f"kernel profile: switch {k} must be true or false, not {v!r}")
+    changed = ",".join(f"{k}={'on' if v else 'off'}" for k, v in sorted(switches.items()))
+    return replace(spec, name=f"{spec.name}[{changed}]", **switches)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +115,7 @@ class MachineProfile:
     page_size: int = 4096
     pageblock_order: int = 9
     nr_cpus: int = 2
-    kernel: str = "6.1"
+    kernel: str | KernelProfile = "6.1"
     config_zone_dma32: bool = True
     config_cma: bool = False
     config_thp: bool = True  # CONFIG_TRANSPARENT_HUGEPAGE with THP enabled (khugepaged runs)

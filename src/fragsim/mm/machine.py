@@ -35,7 +35,7 @@ from fragsim.mm.mmzone import (
     PAGE_ALLOC_COSTLY_ORDER,
 )
 from fragsim.mm.page import Page, PG_nopage, PG_reserved
-from fragsim.profiles import MachineProfile, machine_profile
+from fragsim.profiles import MachineProfile, kernel_profile, machine_profile
 
 __all__ = ["Machine", "SlowpathHooks"]
 
@@ -97,8 +97,7 @@ class Machine:
             profile = machine_profile(profile, **overrides)
         elif overrides:
             profile = profile.with_(**overrides)
-        if profile.kernel != "6.1":
-            raise ConfigError(f"kernel profile {profile.kernel!r}: only '6.1' is modelled")
+        self.kernel = kernel_profile(profile.kernel)
         self.profile = profile
         self.hooks = SlowpathHooks()
         self.tracer: Any = None  # a fragsim.mm.trace.Tracer once attached
@@ -187,12 +186,13 @@ class Machine:
         prm = np.zeros(I.NR_P, np.int64)
         prm[I.P_PAGEBLOCK_ORDER] = p.pageblock_order
         prm[I.P_NR_CPUS] = self.nr_cpus
-        prm[I.P_PCP_THP] = 1 if p.config_thp else 0
-        prm[I.P_PCP_MAX_ORDER] = PAGE_ALLOC_COSTLY_ORDER
-        prm[I.P_BOOST_FACTOR] = p.watermark_boost_factor
+        k = self.kernel
+        prm[I.P_PCP_THP] = 1 if (p.config_thp and k.pcp_high_order) else 0
+        prm[I.P_PCP_MAX_ORDER] = PAGE_ALLOC_COSTLY_ORDER if k.pcp_high_order else 0
+        prm[I.P_BOOST_FACTOR] = p.watermark_boost_factor if k.watermark_boost else 0
         prm[I.P_CONFIG_CMA] = 1 if p.config_cma else 0
         prm[I.P_NR_ONLINE_NODES] = self.nr_nodes
-        prm[I.P_ZONE_DMA32] = 1 if p.config_zone_dma32 else 0
+        prm[I.P_ZONE_DMA32] = 1 if (p.config_zone_dma32 and k.alloc_nofragment) else 0
         prm[I.P_ZONE_NORMAL_IDX] = self.zone_index("Normal")
         prm[I.P_ZONE_DMA32_IDX] = self.zone_index("DMA32")
         prm[I.P_NR_PCP_LISTS] = nr_pcp_lists

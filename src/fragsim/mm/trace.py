@@ -69,6 +69,7 @@ class Tracer:
         st.prm[I.P_TPOS] = 0
         pbo = m.pageblock_order
         mtmap = _mt_map(m)
+        pfn_fmt = "#x" if m.kernel.trace_pfn_hex else "d"
         write = self.out.write
         task = f"{self.task:>16s}"
         for tid, t, pfn, order, a, b, c, d in rows:
@@ -77,7 +78,7 @@ class Tracer:
             sec, ns = divmod(t, 1_000_000_000)
             prefix = f"{task} [{cpu:03d}] ..... {sec:5d}.{ns // 1000:06d}: {TRACEPOINTS[tp]}: "
             page = f"{VMEMMAP_START + pfn * STRUCT_PAGE_SIZE:016x}" if pfn >= 0 else "0" * 16
-            p = f"page={page} pfn={max(pfn, 0):#x}"
+            p = f"page={page} pfn={max(pfn, 0):{pfn_fmt}}"
             if tp == I.TP_MM_PAGE_ALLOC:
                 body = f"{p} order={order} migratetype={mtmap[a]} gfp_flags={show_gfp_flags(b)}"
             elif tp == I.TP_MM_PAGE_FREE:

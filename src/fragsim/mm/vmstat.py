@@ -144,6 +144,8 @@ def pagetypeinfo(m: Machine) -> str:
     """/proc/pagetypeinfo (pagetypeinfo_show) of a machine."""
     st = m.state
     mts = _migratetypes(m)
+    capped = m.kernel.pagetypeinfo_cap
+    cap = PAGETYPEINFO_CAP if capped else 1 << 62
     free_rows = []
     block_rows = []
     for z in _zones(m, True):
@@ -152,13 +154,17 @@ def pagetypeinfo(m: Machine) -> str:
             row = []
             for o in range(MAX_ORDER):
                 head = int(st.zs[z, I.ZF_FREE_SENT]) + o * len(MIGRATETYPE_NAMES) + mt
-                row.append(pa.count_free_list(st, head, PAGETYPEINFO_CAP))
+                row.append(pa.count_free_list(st, head, cap))
             counts.append(row)
         free_rows.append((_node(m, z), _zname(m, z), counts))
         bc = pageblock_counts(m, z)
         block_rows.append((_node(m, z), _zname(m, z), [int(bc[mt]) for mt in mts]))
     return format_pagetypeinfo(
-        m.pageblock_order, [MIGRATETYPE_NAMES[mt] for mt in mts], free_rows, block_rows
+        m.pageblock_order,
+        [MIGRATETYPE_NAMES[mt] for mt in mts],
+        free_rows,
+        block_rows,
+        cap=capped,
     )
 
 
@@ -168,10 +174,11 @@ def format_pagetypeinfo(
     free_rows: list[tuple[int, str, list[list[int]]]],
     block_rows: list[tuple[int, str, list[int]]],
     nr_orders: int = MAX_ORDER,
+    cap: bool = True,
 ) -> str:
     """pagetypeinfo_showfree_print + pagetypeinfo_showblockcount_print: free list lengths per
-    (zone, migratetype, order), a count that reached 100000 printed as >100000, then pageblocks
-    per migratetype."""
+    (zone, migratetype, order), a count that reached 100000 printed as >100000 (``cap``, 5.5+),
+    then pageblocks per migratetype."""
     out = [
         f"Page block order: {pageblock_order}\n",
         f"Pages per block:  {1 << pageblock_order}\n",
@@ -183,7 +190,8 @@ def format_pagetypeinfo(
     for node, zname, counts in free_rows:
         for name, row in zip(mt_names, counts, strict=True):
             out.append(f"Node {node:4d}, zone {zname:>8s}, type {name:>12s} ")
-            out.append("".join(f"{'>' if n >= PAGETYPEINFO_CAP else ''}{n:6d} " for n in row))
+            marks = [">" if cap and n >= PAGETYPEINFO_CAP else "" for n in row]
+            out.append("".join(f"{mk}{n:6d} " for mk, n in zip(marks, row, strict=True)))
             out.append("\n")
     out.append(f"\n{'Number of blocks type ':<23s}")
     out.append("".join(f"{name:>12s} " for name in mt_names))
@@ -229,9 +237,10 @@ def zoneinfo(m: Machine) -> str:
             for name in NODE_STAT_ITEMS:
                 out.append(f"\n      {name:<12s} 0")
         boost = int(zs[z, I.ZF_BOOST])
+        out.append(f"\n  pages free     {zs[z, I.ZF_NR_FREE_PAGES]}")
+        if m.kernel.watermark_boost:  # the boost line came with watermark boosting (5.0)
+            out.append(f"\n        boost    {boost}")
         out.append(
-            f"\n  pages free     {zs[z, I.ZF_NR_FREE_PAGES]}"
-            f"\n        boost    {boost}"
             f"\n        min      {zs[z, I.ZF_WMARK_MIN] + boost}"
             f"\n        low      {zs[z, I.ZF_WMARK_LOW] + boost}"
             f"\n        high     {zs[z, I.ZF_WMARK_HIGH] + boost}"
