@@ -36,7 +36,7 @@ from fragsim.mm.mmzone import (
     PB_MIGRATETYPE_MASK,
     PB_WAS_HIGHATOMIC,
 )
-from fragsim.mm.page import PG_buddy, PG_pcp, PG_reserved
+from fragsim.mm.page import PG_buddy, PG_head, PG_pcp, PG_reserved, PG_tail
 
 if TYPE_CHECKING:
     from fragsim.mm.machine import Machine
@@ -407,7 +407,31 @@ def _allocated_blocks(c: _Ctx) -> _Blocks:
             "or not wholly inside its zone"
         )
     e = np.full(len(heads), -1, np.int64)
+    _check_compound(c, heads, order)
     return _Blocks("allocated", heads, order, zone, e, e, e)
+
+
+def _check_compound(c: _Ctx, heads: Int64s, order: Int64s) -> None:
+    """prep_compound_page(): PG_head only on an allocated head of order > 0, PG_tail on exactly
+    the other pages of such a block."""
+    st = c.st
+    is_head = (st.flags[heads] & PG_head) != 0
+    bad = is_head & (order == 0)
+    flagged = np.flatnonzero((st.flags & PG_head) != 0)
+    stray = np.setdiff1d(flagged, heads[is_head])
+    if bad.any() or len(stray):
+        q = int(heads[_first(bad)]) if bad.any() else int(stray[0])
+        raise c.fail(f"pfn {q:#x} ({c.pfn_zone(q)}) has PG_head but is no compound block head")
+    want = np.zeros(c.npfn + 1, np.int64)
+    h, o = heads[is_head], order[is_head]
+    np.add.at(want, h + 1, 1)
+    np.add.at(want, h + (np.int64(1) << o), -1)
+    tail = np.cumsum(want)[: c.npfn] > 0
+    has = (st.flags & PG_tail) != 0
+    if (tail != has).any():
+        q = int(np.flatnonzero(tail != has)[0])
+        what = "lacks PG_tail" if tail[q] else "has PG_tail outside a compound page"
+        raise c.fail(f"pfn {q:#x} ({c.pfn_zone(q)}) {what}")
 
 
 def _describe_block(c: _Ctx, b: _Blocks, i: int) -> str:

@@ -104,9 +104,8 @@ NR_P = 35
 
 # --- vm_event_item counters that live outside zones: State.vm[VM_*] ------------------------------
 VM_PGFREE = 0
-VM_ALLOCSTALL = 1
-VM_PGALLOC_FAIL = 2  # fragsim's own: allocation attempts that returned NULL
-NR_VM = 3
+VM_PGALLOC_FAIL = 1  # fragsim's own: allocation attempts that returned NULL
+NR_VM = 2
 
 # --- tracepoints: State.tbuf rows (id | cpu << 16, time, pfn, order, a, b, c, d) ----------------
 TP_MM_PAGE_ALLOC = 0

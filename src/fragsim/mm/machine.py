@@ -111,7 +111,7 @@ class Machine:
         self.user_min_free_kbytes = profile.min_free_kbytes
         self.min_free_kbytes = 0
         self.page_group_by_mobility_disabled = False
-        self._alloc_failures = 0
+        self.allocstall = [0] * self.nr_zone_types  # ALLOCSTALL by zone index (vm_event)
         self._build()
         self._boot()
 
@@ -631,8 +631,9 @@ class Machine:
             if page != NO_PAGE or not can_direct_reclaim:
                 break
             # __alloc_pages_direct_reclaim()
+            # do_try_to_free_pages() counts allocstall_<zone> for the request's highest zone
+            self.allocstall[self.gfp_zone(gfp)] += 1
             reclaimed = h.direct_reclaim(self, gfp, order) if h.direct_reclaim else 0
-            self.state.vm[I.VM_ALLOCSTALL] += 1
             if reclaimed:
                 page = attempt(alloc_flags)
                 if page == NO_PAGE:

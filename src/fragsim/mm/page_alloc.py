@@ -18,6 +18,7 @@ import numpy as np
 from fragsim.mm._numba import borrow, njit
 from fragsim.mm.gfp import (
     __GFP_ATOMIC,
+    __GFP_COMP,
     __GFP_KSWAPD_RECLAIM,
     GFP_MOVABLE_MASK,
     GFP_MOVABLE_SHIFT,
@@ -99,6 +100,7 @@ from fragsim.mm.internal import (
     TP_MM_PAGE_ALLOC_ZONE_LOCKED,
     TP_MM_PAGE_FREE,
     TP_MM_PAGE_PCPU_DRAIN,
+    VM_PGFREE,
     ZF_BOOST,
     ZF_END,
     ZF_FLAGS,
@@ -136,7 +138,15 @@ from fragsim.mm.mmzone import (
     PB_MIGRATETYPE_MASK,
     PB_WAS_HIGHATOMIC,
 )
-from fragsim.mm.page import PG_buddy, PG_lru, PG_movable, PG_pcp, PG_reserved
+from fragsim.mm.page import (
+    PG_buddy,
+    PG_head,
+    PG_lru,
+    PG_movable,
+    PG_pcp,
+    PG_reserved,
+    PG_tail,
+)
 
 # fallbacks[] (mm/page_alloc.c, 6.1): two fallback types per pcp type, MIGRATE_TYPES ends a row.
 FALLBACKS = np.array(
@@ -986,11 +996,28 @@ def get_page_from_freelist(
 
 
 @njit(inline="always")
-def prep_new_page(s: State, pfn: int, order: int, handle: int) -> None:
-    """prep_new_page(): the block's head gets refcount 1, its order and the owner handle."""
+def prep_new_page(s: State, pfn: int, order: int, gfp: int, handle: int) -> None:
+    """prep_new_page(): the block's head gets refcount 1, its order and the owner handle;
+    with __GFP_COMP, prep_compound_page() marks the head PG_head and the rest PG_tail."""
     s.refcount[pfn] = 1
     s.order[pfn] = order
     s.owner[pfn] = handle
+    if order > 0 and (gfp & __GFP_COMP):
+        s.flags[pfn] |= PG_head
+        for p in range(pfn + 1, pfn + (1 << order)):
+            s.flags[p] |= PG_tail
+
+
+@njit(inline="always")
+def free_pages_prepare(s: State, pfn: int, order: int) -> None:
+    """free_pages_prepare(): trace mm_page_free, drop the owner, undo a compound page."""
+    trace(s, TP_MM_PAGE_FREE, pfn, order, 0, 0, 0, 0)
+    s.refcount[pfn] = 0
+    s.owner[pfn] = -1
+    if s.flags[pfn] & PG_head:
+        s.flags[pfn] &= ~PG_head
+        for p in range(pfn + 1, pfn + (1 << order)):
+            s.flags[p] &= ~PG_tail
 
 
 @njit(inline="always")
@@ -1095,7 +1122,7 @@ def run_events(st: State, ev: Any, start: int, handles: Any, out: Any) -> tuple[
                 out[i] = NO_PAGE
                 continue
             h = int(ev[i, EV_ARG])
-            prep_new_page(s, page, order, h)
+            prep_new_page(s, page, order, gfp, h)
             if h >= 0:
                 handles[h] = page
             out[i] = page
@@ -1124,13 +1151,11 @@ def run_events(st: State, ev: Any, start: int, handles: Any, out: Any) -> tuple[
                 s.refcount[pfn] -= 1
                 out[i] = NO_PAGE
                 continue
-            # __free_pages() -> free_the_page(); free_pages_prepare() traces mm_page_free
-            trace(s, TP_MM_PAGE_FREE, pfn, order, 0, 0, 0, 0)
-            s.refcount[pfn] = 0
-            s.owner[pfn] = -1
+            # __free_pages() -> free_the_page()
+            free_pages_prepare(s, pfn, order)
             out[i] = pfn
             z = int(s.zoneid[pfn])
-            s.vm[0] += 1 << order  # PGFREE (free_unref_page_commit / __free_pages_ok)
+            s.vm[VM_PGFREE] += 1 << order  # free_unref_page_commit / __free_pages_ok
             mt = get_pageblock_migratetype(s, pfn)
             if pcp_allowed_order(s, order) and mt != MIGRATE_ISOLATE:
                 # free_unref_page(): cache the pageblock's type in the page; HIGHATOMIC and CMA
@@ -1184,7 +1209,7 @@ def free_boot_range(st: State, z: int, start: int, end: int) -> None:
             s.refcount[p] = 0
             s.flags[p] &= ~PG_reserved
         mt = get_pageblock_migratetype(s, start)
-        s.vm[0] += 1 << order  # __free_pages_ok counts PGFREE
+        s.vm[VM_PGFREE] += 1 << order  # __free_pages_ok counts PGFREE
         __free_one_page(s, z, start, order, mt, FPI_TO_TAIL)
         start += 1 << order
 

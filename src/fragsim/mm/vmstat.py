@@ -63,11 +63,13 @@ NODE_STAT_ITEMS = (
 _ZONE_LC = ("dma", "dma32", "normal", "highmem", "movable", "device")
 
 
+def _lc(zone_name: str) -> str:
+    """The lower-case zone suffix of per-zone vm events (``pgalloc_dma32``)."""
+    return _ZONE_LC[("DMA", "DMA32", "Normal", "HighMem", "Movable", "Device").index(zone_name)]
+
+
 def _vm_event_items(zone_types: tuple[str, ...]) -> list[str]:
-    per_zone = [
-        _ZONE_LC[("DMA", "DMA32", "Normal", "HighMem", "Movable", "Device").index(t)]
-        for t in zone_types
-    ]
+    per_zone = [_lc(t) for t in zone_types]
     return (
         "pgpgin pgpgout pswpin pswpout".split()
         + [f"pgalloc_{z}" for z in per_zone]
@@ -291,11 +293,10 @@ def vmstat_counters(m: Machine) -> dict[str, int]:
     for name in _vm_event_items(m.profile.zone_types):
         v[name] = 0
     for z in range(zs.shape[0]):
-        lc = _ZONE_LC[
-            ("DMA", "DMA32", "Normal", "HighMem", "Movable", "Device").index(_zname(m, z))
-        ]
-        v[f"pgalloc_{lc}"] += int(zs[z, I.ZF_PGALLOC])
+        v[f"pgalloc_{_lc(_zname(m, z))}"] += int(zs[z, I.ZF_PGALLOC])
     v["pgfree"] = int(st.vm[I.VM_PGFREE])
+    for zi, n in enumerate(m.allocstall):
+        v[f"allocstall_{_lc(m.profile.zone_types[zi])}"] = n
     return v
 
 
