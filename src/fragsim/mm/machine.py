@@ -570,17 +570,12 @@ class Machine:
         )
 
     def _wake_all_kswapds(self, order: int, gfp: int, nid: int) -> None:
-        """wake_all_kswapds(): record a wake-up on every node of the zonelist."""
+        """wake_all_kswapds(): wakeup_kswapd() for every zone of the zonelist."""
         hz = self.gfp_zone(gfp)
         for z in self.state.zonelist[nid, hz]:
             if z < 0:
                 break
-            n = int(self.state.zs[z, I.ZF_NODE])
-            nd = self.state.nd[n]
-            nd[I.ND_KSWAPD_ORDER] = max(nd[I.ND_KSWAPD_ORDER], order)
-            if nd[I.ND_KSWAPD_HIGHEST_ZONEIDX] < 0 or nd[I.ND_KSWAPD_HIGHEST_ZONEIDX] > hz:
-                nd[I.ND_KSWAPD_HIGHEST_ZONEIDX] = hz
-            nd[I.ND_KSWAPD_WAKEUPS] += 1
+            pa.wakeup_kswapd(self.state, int(z), order, hz)
 
     def __alloc_pages_slowpath(
         self, gfp: int, order: int, nid: int, cpu: int, handle: int, handles: Any

@@ -42,7 +42,6 @@ development VM: about 1.2-1.5 M lines/s for the kmem-dominated 6.1 traces (1.5 M
 
 from __future__ import annotations
 
-import gzip
 import os
 import re
 import time
@@ -56,6 +55,7 @@ import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
 from fragsim.errors import ParseError
+from fragsim.parsers._io import read_input
 
 __all__ = [
     "EVENT_FIELDS",
@@ -1338,15 +1338,7 @@ def _parse_per_line(data: str | bytes, path: str = "<trace>") -> Trace:
 
 
 def _read_bytes(src: str | os.PathLike[str]) -> tuple[bytes, str]:
-    path = os.fspath(src)
-    with open(path, "rb") as fh:
-        data = fh.read()
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
-            raise ParseError(path, None, f"corrupt gzip data: {exc}") from None
-    return data, path
+    return read_input(src, "trace")
 
 
 def read_ftrace(src: str | os.PathLike[str]) -> Trace:

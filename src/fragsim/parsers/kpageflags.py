@@ -38,7 +38,6 @@ of ``include/uapi/linux/kernel-page-flags.h`` (bits 0..26) and of the "kernel ha
 
 from __future__ import annotations
 
-import gzip
 import os
 from enum import IntEnum
 from typing import Final
@@ -47,6 +46,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fragsim.errors import ParseError
+from fragsim.parsers._io import read_input
 
 __all__ = [
     "KPF_ACTIVE",
@@ -155,18 +155,7 @@ class PageKind(IntEnum):
 
 
 def _read_u64(src: str | os.PathLike[str] | bytes, what: str) -> npt.NDArray[np.uint64]:
-    if isinstance(src, bytes | bytearray | memoryview):
-        data = bytes(src)
-        path = f"<{what}>"
-    else:
-        path = os.fspath(src)
-        with open(path, "rb") as fh:
-            data = fh.read()
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
-            raise ParseError(path, None, f"corrupt gzip data: {exc}") from None
+    data, path = read_input(src, what)
     if len(data) % 8:
         raise ParseError(
             path, None, f"size {len(data)} bytes is not a multiple of 8 (one u64 per pfn)"
