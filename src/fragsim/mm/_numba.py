@@ -29,7 +29,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _MM = Path(__file__).resolve().parent
 #: the modules whose source the compiled code depends on (compiled functions and constants)
-COMPILED_SOURCES = ("_numba.py", "gfp.py", "internal.py", "mmzone.py", "page.py", "page_alloc.py")
+COMPILED_SOURCES = (
+    "_numba.py",
+    "compaction.py",
+    "gfp.py",
+    "internal.py",
+    "mmzone.py",
+    "page.py",
+    "page_alloc.py",
+)
 
 
 def _cache_dir() -> str:

@@ -100,12 +100,51 @@ P_NR_ZONE_TYPES = 16  # zones per node
 P_GFPZONE = 17  # 16 entries: gfp & GFP_ZONEMASK -> zone index (-1: invalid combination)
 P_CPU = 33  # CPU the current operation runs on (stamped on trace records)
 P_SEQ = 34  # trace records ever written (for lost-record accounting)
-NR_P = 35
+P_AUX_SENT = 35  # index of the first auxiliary list head (compaction's private lists)
+P_COMPACT_UNEVICTABLE = 36  # sysctl compact_unevictable_allowed
+NR_P = 37
+
+# auxiliary list heads (State.nxt/prv at prm[P_AUX_SENT] + AUX_*)
+AUX_MIGRATEPAGES = 0  # cc->migratepages
+AUX_FREEPAGES = 1  # cc->freepages
+AUX_TMP = 2  # a scratch list (split_map_pages' tmp_list)
+NR_AUX_LISTS = 3
 
 # --- vm_event_item counters that live outside zones: State.vm[VM_*] ------------------------------
 VM_PGFREE = 0
 VM_PGALLOC_FAIL = 1  # fragsim's own: allocation attempts that returned NULL
-NR_VM = 2
+VM_PGMIGRATE_SUCCESS = 2
+VM_PGMIGRATE_FAIL = 3
+VM_THP_MIGRATION_SUCCESS = 4
+VM_THP_MIGRATION_FAIL = 5
+VM_THP_MIGRATION_SPLIT = 6
+VM_COMPACT_MIGRATE_SCANNED = 7
+VM_COMPACT_FREE_SCANNED = 8
+VM_COMPACT_ISOLATED = 9
+VM_COMPACT_STALL = 10
+VM_COMPACT_FAIL = 11
+VM_COMPACT_SUCCESS = 12
+VM_COMPACT_DAEMON_WAKE = 13
+VM_COMPACT_DAEMON_MIGRATE_SCANNED = 14
+VM_COMPACT_DAEMON_FREE_SCANNED = 15
+NR_VM = 16
+#: /proc/vmstat names of the State.vm counters that have one
+VM_NAMES = {
+    VM_PGMIGRATE_SUCCESS: "pgmigrate_success",
+    VM_PGMIGRATE_FAIL: "pgmigrate_fail",
+    VM_THP_MIGRATION_SUCCESS: "thp_migration_success",
+    VM_THP_MIGRATION_FAIL: "thp_migration_fail",
+    VM_THP_MIGRATION_SPLIT: "thp_migration_split",
+    VM_COMPACT_MIGRATE_SCANNED: "compact_migrate_scanned",
+    VM_COMPACT_FREE_SCANNED: "compact_free_scanned",
+    VM_COMPACT_ISOLATED: "compact_isolated",
+    VM_COMPACT_STALL: "compact_stall",
+    VM_COMPACT_FAIL: "compact_fail",
+    VM_COMPACT_SUCCESS: "compact_success",
+    VM_COMPACT_DAEMON_WAKE: "compact_daemon_wake",
+    VM_COMPACT_DAEMON_MIGRATE_SCANNED: "compact_daemon_migrate_scanned",
+    VM_COMPACT_DAEMON_FREE_SCANNED: "compact_daemon_free_scanned",
+}
 
 # --- tracepoints: State.tbuf rows (id | cpu << 16, time, pfn, order, a, b, c, d) ----------------
 TP_MM_PAGE_ALLOC = 0
@@ -113,18 +152,33 @@ TP_MM_PAGE_FREE = 1
 TP_MM_PAGE_ALLOC_ZONE_LOCKED = 2
 TP_MM_PAGE_PCPU_DRAIN = 3
 TP_MM_PAGE_ALLOC_EXTFRAG = 4
-NR_TP = 5
+TP_MM_COMPACTION_BEGIN = 5  # pfn=zone_start order=migrate_pfn a=free_pfn b=zone_end c=sync
+TP_MM_COMPACTION_END = 6  # as begin, d=status
+TP_MM_COMPACTION_ISOLATE_MIGRATEPAGES = 7  # pfn=start order=end a=nr_scanned b=nr_taken
+TP_MM_COMPACTION_ISOLATE_FREEPAGES = 8  # as above
+TP_MM_COMPACTION_MIGRATEPAGES = 9  # pfn=nr_migrated order=nr_failed
+TP_MM_MIGRATE_PAGES = 10  # pfn=succeeded order=failed a/b/c=thp ok/failed/split d=mode|reason<<8
+NR_TP = 11
 TP_NAMES = (
     "mm_page_alloc",
     "mm_page_free",
     "mm_page_alloc_zone_locked",
     "mm_page_pcpu_drain",
     "mm_page_alloc_extfrag",
+    "mm_compaction_begin",
+    "mm_compaction_end",
+    "mm_compaction_isolate_migratepages",
+    "mm_compaction_isolate_freepages",
+    "mm_compaction_migratepages",
+    "mm_migrate_pages",
 )
 TB_ID, TB_TIME, TB_PFN, TB_ORDER, TB_A, TB_B, TB_C, TB_D = range(8)
 NR_TB = 8
 
-# --- event batches: rows of int64 (op, order, gfp or mt, handle or pfn, cpu, nid, alloc_flags) ----
+# --- event batches: rows of int64 (op, order, gfp, handle or pfn, cpu, nid, flags) ----------------
+# EV_FLAGS: for OP_ALLOC the PG_* page flags the caller sets on the new block's head (what the
+# kernel's caller does after allocating: lru_cache_add(), __SetPageMovable(), ...); for
+# OP_GET_PAGE_FROM_FREELIST the alloc_flags.
 EV_OP, EV_ORDER, EV_GFP, EV_ARG, EV_CPU, EV_NID, EV_FLAGS = range(7)
 NR_EV = 7
 OP_ALLOC = 0  # __alloc_pages fast path; ARG = handle to record (or -1)

@@ -112,6 +112,9 @@ class Machine:
         self.min_free_kbytes = 0
         self.page_group_by_mobility_disabled = False
         self.allocstall = [0] * self.nr_zone_types  # ALLOCSTALL by zone index (vm_event)
+        #: handle -> pfn of the block allocated under it (-1: none); the caller's table given to
+        #: ``run`` replaces it. Migration updates it, as the kernel's rmap walk updates PTEs.
+        self.handles: npt.NDArray[np.int32] = np.full(1, NO_PAGE, np.int32)
         self._build()
         self._boot()
 
@@ -141,7 +144,8 @@ class Machine:
         nr_pcp_lists = MIGRATE_PCPTYPES * (PAGE_ALLOC_COSTLY_ORDER + 1) + (2 if p.config_thp else 0)
         free_sent = npfn
         pcp_sent = free_sent + nz * MAX_ORDER * MIGRATE_TYPES
-        nlinks = pcp_sent + nz * self.nr_cpus * nr_pcp_lists
+        aux_sent = pcp_sent + nz * self.nr_cpus * nr_pcp_lists
+        nlinks = aux_sent + I.NR_AUX_LISTS
         # page->lru: next and prev of a pfn share a cache line (a (nlinks, 2) array, two views)
         links = np.full((nlinks, 2), -1, np.int32)
         nxt, prv = links[:, 0], links[:, 1]
@@ -199,6 +203,8 @@ class Machine:
         prm[I.P_PCP_BATCH_SCALE_MAX] = p.pcp_batch_scale_max
         prm[I.P_NR_ZONE_TYPES] = self.nr_zone_types
         prm[I.P_GFPZONE : I.P_GFPZONE + 16] = self._gfp_zone_table()
+        prm[I.P_AUX_SENT] = aux_sent
+        prm[I.P_COMPACT_UNEVICTABLE] = 1  # sysctl compact_unevictable_allowed
         pcp = np.zeros((nz, self.nr_cpus, I.NR_PCPF), np.int64)
         pcp[:, :, I.PCP_BATCH] = 1  # boot pagesets: high 0, batch 1
         nd = np.zeros((self.nr_nodes, I.NR_NDF), np.int64)
@@ -463,7 +469,9 @@ class Machine:
         tracer: Any,
     ) -> npt.NDArray[np.int64]:
         if handles is None:
-            handles = np.full(1, NO_PAGE, np.int32)
+            handles = self.handles
+        else:
+            self.handles = handles  # compaction keeps the owners' mappings in this table
         tracer = tracer if tracer is not None else self.tracer
         out = np.full(ev.shape[0], NO_PAGE, np.int64)
         i = 0
@@ -488,6 +496,8 @@ class Machine:
                     handles,
                 )
                 out[i] = page
+                if page >= 0:
+                    self.state.flags[page] |= int(row[I.EV_FLAGS])
                 i += 1
                 continue
             pfn = int(ev[i, I.EV_ARG])
@@ -512,10 +522,14 @@ class Machine:
         ev = np.array([[op, order, gfp, arg, cpu, nid, flags]], np.int64)
         return int(self.run(ev, handles)[0])
 
-    def alloc_pages(self, gfp: int, order: int, cpu: int = 0, nid: int = 0) -> int:
-        """__alloc_pages(gfp, order): the pfn of the block's first page, or -1 on failure."""
+    def alloc_pages(
+        self, gfp: int, order: int, cpu: int = 0, nid: int = 0, page_flags: int = 0
+    ) -> int:
+        """__alloc_pages(gfp, order): the pfn of the block's first page, or -1 on failure.
+        ``page_flags`` (PG_*) are set on the head afterwards, as the kernel's caller does
+        (e.g. PG_lru | PG_anon | PG_swapbacked for an anonymous page put on the LRU)."""
         self._check_request(order, cpu, nid)
-        return self._one(I.OP_ALLOC, order, gfp, -1, cpu, nid)
+        return self._one(I.OP_ALLOC, order, gfp, -1, cpu, nid, page_flags)
 
     def free_pages(self, pfn: int, order: int, cpu: int = 0) -> None:
         """__free_pages(pfn_to_page(pfn), order)."""
@@ -524,6 +538,13 @@ class Machine:
         if not 0 <= cpu < self.nr_cpus:
             raise AllocatorError(f"free_pages: no cpu {cpu} (pfn {pfn:#x} order {order})")
         self._one(I.OP_FREE_PFN, order, 0, pfn, cpu)
+
+    def compact_memory(self) -> list[int]:
+        """Write /proc/sys/vm/compact_memory: compact every populated zone of every node
+        (compact_nodes, fragsim/mm/compaction.py). Returns each zone's compact_result."""
+        from fragsim.mm.compaction import compact_nodes
+
+        return compact_nodes(self)
 
     def drain_all_pages(self) -> None:
         """drain_all_pages(NULL): return every per-CPU list to the buddy allocator."""

@@ -1057,6 +1057,31 @@ def check_free(s: State, pfn: int, order: int) -> int:
     return 0
 
 
+@njit(inline="always")
+def free_the_page(s: State, pfn: int, order: int, cpu: int) -> None:
+    """free_the_page() after the last reference is gone: free_pages_prepare(), then
+    free_unref_page() (pcp orders; the pageblock's type cached in the page, HIGHATOMIC and CMA
+    pages on the MOVABLE list, ISOLATE pageblocks straight to the buddy) or __free_pages_ok()."""
+    free_pages_prepare(s, pfn, order)
+    z = int(s.zoneid[pfn])
+    s.vm[VM_PGFREE] += 1 << order  # free_unref_page_commit / __free_pages_ok
+    mt = get_pageblock_migratetype(s, pfn)
+    if pcp_allowed_order(s, order) and mt != MIGRATE_ISOLATE:
+        s.pcpmt[pfn] = mt
+        pcpmt = mt if mt < MIGRATE_PCPTYPES else MIGRATE_MOVABLE
+        pindex = order_to_pindex(s, pcpmt, order)
+        head = pcp_list(s, z, cpu, pindex)
+        list_add(s.nxt, s.prv, pfn, head)
+        s.flags[pfn] |= PG_pcp
+        s.order[pfn] = order
+        pc = s.pcp[z, cpu]
+        pc[PCP_COUNT] += 1 << order
+        if order != 0 or pc[PCP_COUNT] >= pc[PCP_HIGH] or (s.zs[z, ZF_FLAGS] & ZONE_RECLAIM_ACTIVE):
+            free_unref_page_commit_flush(s, z, cpu, order, pindex)
+    else:
+        free_one_page(s, z, pfn, order, mt, FPI_NONE)
+
+
 @njit
 def run_events(st: State, ev: Any, start: int, handles: Any, out: Any) -> tuple[int, int]:
     """Process the event rows ev[start:] (fragsim/mm/internal.py EV_*/OP_*) in order.
@@ -1123,6 +1148,8 @@ def run_events(st: State, ev: Any, start: int, handles: Any, out: Any) -> tuple[
                 continue
             h = int(ev[i, EV_ARG])
             prep_new_page(s, page, order, gfp, h)
+            if op == OP_ALLOC:
+                s.flags[page] |= ev[i, EV_FLAGS]  # the caller's lru_cache_add() etc.
             if h >= 0:
                 handles[h] = page
             out[i] = page
@@ -1151,33 +1178,8 @@ def run_events(st: State, ev: Any, start: int, handles: Any, out: Any) -> tuple[
                 s.refcount[pfn] -= 1
                 out[i] = NO_PAGE
                 continue
-            # __free_pages() -> free_the_page()
-            free_pages_prepare(s, pfn, order)
+            free_the_page(s, pfn, order, cpu)
             out[i] = pfn
-            z = int(s.zoneid[pfn])
-            s.vm[VM_PGFREE] += 1 << order  # free_unref_page_commit / __free_pages_ok
-            mt = get_pageblock_migratetype(s, pfn)
-            if pcp_allowed_order(s, order) and mt != MIGRATE_ISOLATE:
-                # free_unref_page(): cache the pageblock's type in the page; HIGHATOMIC and CMA
-                # pages go on the MOVABLE list.
-                s.pcpmt[pfn] = mt
-                pcpmt = mt if mt < MIGRATE_PCPTYPES else MIGRATE_MOVABLE
-                pindex = order_to_pindex(s, pcpmt, order)
-                head = pcp_list(s, z, cpu, pindex)
-                list_add(s.nxt, s.prv, pfn, head)
-                s.flags[pfn] |= PG_pcp
-                s.order[pfn] = order
-                pc = s.pcp[z, cpu]
-                pc[PCP_COUNT] += 1 << order
-                if (
-                    order != 0
-                    or pc[PCP_COUNT] >= pc[PCP_HIGH]
-                    or (s.zs[z, ZF_FLAGS] & ZONE_RECLAIM_ACTIVE)
-                ):
-                    free_unref_page_commit_flush(s, z, cpu, order, pindex)
-            else:
-                # __free_pages_ok(), or free_one_page() for an ISOLATE pageblock
-                free_one_page(s, z, pfn, order, mt, FPI_NONE)
         elif op == OP_DRAIN_ALL:
             drain_all_pages(s)
         elif op == OP_UNRESERVE_HIGHATOMIC:

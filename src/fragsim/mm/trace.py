@@ -77,8 +77,9 @@ class Tracer:
             cpu = tid >> 16
             sec, ns = divmod(t, 1_000_000_000)
             prefix = f"{task} [{cpu:03d}] ..... {sec:5d}.{ns // 1000:06d}: {TRACEPOINTS[tp]}: "
-            page = f"{VMEMMAP_START + pfn * STRUCT_PAGE_SIZE:016x}" if pfn >= 0 else "0" * 16
-            p = f"page={page} pfn={max(pfn, 0):{pfn_fmt}}"
+            if tp <= I.TP_MM_PAGE_ALLOC_EXTFRAG:
+                page = f"{VMEMMAP_START + pfn * STRUCT_PAGE_SIZE:016x}" if pfn >= 0 else "0" * 16
+                p = f"page={page} pfn={max(pfn, 0):{pfn_fmt}}"
             if tp == I.TP_MM_PAGE_ALLOC:
                 body = f"{p} order={order} migratetype={mtmap[a]} gfp_flags={show_gfp_flags(b)}"
             elif tp == I.TP_MM_PAGE_FREE:
@@ -87,14 +88,60 @@ class Tracer:
                 body = f"{p} order={order} migratetype={mtmap[a]} percpu_refill={b}"
             elif tp == I.TP_MM_PAGE_PCPU_DRAIN:
                 body = f"{p} order={order} migratetype={mtmap[a]}"
-            else:  # TP_MM_PAGE_ALLOC_EXTFRAG: order=alloc_order, a=fallback_order
+            elif tp == I.TP_MM_PAGE_ALLOC_EXTFRAG:  # order=alloc_order, a=fallback_order
                 body = (
                     f"{p} alloc_order={order} fallback_order={a} pageblock_order={pbo} "
                     f"alloc_migratetype={mtmap[b]} fallback_migratetype={mtmap[c]} "
                     f"fragmenting={1 if a < pbo else 0} change_ownership={d}"
                 )
+            else:
+                body = _compaction_body(tp, pfn, order, a, b, c, d)
             write(prefix + body + "\n")
         self.lines += n
+
+
+#: include/trace/events/mmflags.h: compaction_status_string (6.1)
+COMPACTION_STATUS = (
+    "not_suitable_zone",
+    "skipped",
+    "deferred",
+    "no_suitable_page",
+    "continue",
+    "complete",
+    "partial_skipped",
+    "contended",
+    "success",
+)
+MIGRATE_MODE = ("MIGRATE_ASYNC", "MIGRATE_SYNC_LIGHT", "MIGRATE_SYNC")
+#: MIGRATE_REASON (include/trace/events/migrate.h, 6.1)
+MIGRATE_REASON = (
+    "compaction",
+    "memory_failure",
+    "memory_hotplug",
+    "syscall_or_cpuset",
+    "mempolicy_mbind",
+    "numa_misplaced",
+    "contig_range",
+    "longterm_pin",
+    "demotion",
+)
+
+
+def _compaction_body(tp: int, pfn: int, order: int, a: int, b: int, c: int, d: int) -> str:
+    """include/trace/events/compaction.h and migrate.h formats (6.1)."""
+    if tp in (I.TP_MM_COMPACTION_BEGIN, I.TP_MM_COMPACTION_END):
+        s = (f"zone_start={pfn:#x} migrate_pfn={order:#x} free_pfn={a:#x} zone_end={b:#x}, "
+             f"mode={'sync' if c else 'async'}")
+        return s + (f" status={COMPACTION_STATUS[d]}" if tp == I.TP_MM_COMPACTION_END else "")
+    if tp in (I.TP_MM_COMPACTION_ISOLATE_MIGRATEPAGES, I.TP_MM_COMPACTION_ISOLATE_FREEPAGES):
+        return f"range=({pfn:#x} ~ {order:#x}) nr_scanned={a} nr_taken={b}"
+    if tp == I.TP_MM_COMPACTION_MIGRATEPAGES:
+        return f"nr_migrated={pfn} nr_failed={order}"
+    # TP_MM_MIGRATE_PAGES
+    return (
+        f"nr_succeeded={pfn} nr_failed={order} nr_thp_succeeded={a} nr_thp_failed={b} "
+        f"nr_thp_split={c} mode={MIGRATE_MODE[d & 0xFF]} reason={MIGRATE_REASON[d >> 8]}"
+    )
 
 
 def _mt_map(m: Machine) -> list[int]:

@@ -295,6 +295,8 @@ def vmstat_counters(m: Machine) -> dict[str, int]:
     for z in range(zs.shape[0]):
         v[f"pgalloc_{_lc(_zname(m, z))}"] += int(zs[z, I.ZF_PGALLOC])
     v["pgfree"] = int(st.vm[I.VM_PGFREE])
+    for idx, name in I.VM_NAMES.items():
+        v[name] = int(st.vm[idx])
     for zi, n in enumerate(m.allocstall):
         v[f"allocstall_{_lc(m.profile.zone_types[zi])}"] = n
     return v

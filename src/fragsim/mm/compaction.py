@@ -1,0 +1,654 @@
+"""Memory compaction. Models mm/compaction.c of Linux 6.1.192: compact_control, the migration
+scanner (isolate_migratepages, isolate_migratepages_block) walking up from the zone start, the free
+scanner (isolate_freepages, isolate_freepages_block) walking down from the zone end, isolated free
+pages split to order 0 (split_map_pages), compaction_alloc / release_freepages, pageblock skip
+bits, __compact_finished and compact_zone, with the page migration of mm/migrate.c
+(migrate_pages, 6.1.192: batches of up to 512 base pages, up to 10 passes) for LRU pages.
+
+This first part covers full compaction (``/proc/sys/vm/compact_memory``: order -1, MIGRATE_SYNC,
+the whole zone, skip hints ignored) of LRU pages. SIMPLIFICATION (this issue's next steps): the
+non-LRU movable_operations framework, fast_find_migrateblock / fast_isolate_freepages, deferral,
+compaction_suitable for order > 0, capture, direct compaction, kcompactd and proactive
+compaction are not here yet; __PageMovable pages are treated as not isolatable.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from fragsim.mm._numba import njit
+from fragsim.mm.internal import (
+    ALLOC_CMA,
+    AUX_FREEPAGES,
+    AUX_MIGRATEPAGES,
+    AUX_TMP,
+    P_AUX_SENT,
+    P_COMPACT_UNEVICTABLE,
+    P_PAGEBLOCK_ORDER,
+    P_TPOS,
+    TP_MM_COMPACTION_BEGIN,
+    TP_MM_COMPACTION_END,
+    TP_MM_COMPACTION_ISOLATE_FREEPAGES,
+    TP_MM_COMPACTION_ISOLATE_MIGRATEPAGES,
+    TP_MM_COMPACTION_MIGRATEPAGES,
+    TP_MM_MIGRATE_PAGES,
+    VM_COMPACT_FREE_SCANNED,
+    VM_COMPACT_ISOLATED,
+    VM_COMPACT_MIGRATE_SCANNED,
+    VM_PGMIGRATE_FAIL,
+    VM_PGMIGRATE_SUCCESS,
+    ZF_END,
+    ZF_MANAGED,
+    ZF_NODE,
+    ZF_NR_FREE_PAGES,
+    ZF_START,
+    ZF_WMARK_MIN,
+    State,
+)
+from fragsim.mm.mmzone import (
+    MAX_ORDER,
+    MIGRATE_CMA,
+    MIGRATE_ISOLATE,
+    MIGRATE_MOVABLE,
+    MIGRATE_PCPTYPES,
+    PB_MIGRATE_SKIP,
+)
+from fragsim.mm.page import (
+    PG_buddy,
+    PG_head,
+    PG_lru,
+    PG_tail,
+    PG_unevictable,
+    PG_writeback,
+)
+from fragsim.mm.page_alloc import (
+    __zone_watermark_ok,
+    borrow_state,
+    del_page_from_free_list,
+    free_the_page,
+    get_pageblock_migratetype,
+    list_add,
+    list_add_tail,
+    list_del,
+    mod_zone_freepage_state,
+    set_pageblock_migratetype,
+    trace,
+)
+
+COMPACT_CLUSTER_MAX = 32  # SWAP_CLUSTER_MAX
+NR_MAX_BATCHED_MIGRATION = 512  # HPAGE_PMD_NR
+NR_MAX_MIGRATE_PAGES_RETRY = 10
+
+# enum migrate_mode (include/linux/migrate_mode.h)
+MIGRATE_ASYNC = 0
+MIGRATE_SYNC_LIGHT = 1
+MIGRATE_SYNC = 2
+MIGRATE_SYNC_NO_COPY = 3
+
+# enum migrate_reason (include/linux/migrate.h): the first one
+MR_COMPACTION = 0
+
+# enum compact_result (include/linux/compaction.h, 6.1)
+COMPACT_NOT_SUITABLE_ZONE = 0
+COMPACT_SKIPPED = 1
+COMPACT_DEFERRED = 2
+COMPACT_NO_SUITABLE_PAGE = 3
+COMPACT_CONTINUE = 4
+COMPACT_COMPLETE = 5
+COMPACT_PARTIAL_SKIPPED = 6
+COMPACT_CONTENDED = 7
+COMPACT_SUCCESS = 8
+
+# isolate_mode_t bits (include/linux/mmzone.h)
+ISOLATE_UNEVICTABLE = 0x8
+ISOLATE_ASYNC_MIGRATE = 0x4
+
+# isolate_migrate_t
+ISOLATE_ABORT = 0
+ISOLATE_NONE = 1
+ISOLATE_SUCCESS = 2
+
+# struct compact_control, as an int64 array: cc[CC_*]
+CC_ZONE = 0
+CC_ORDER = 1
+CC_MODE = 2
+CC_MIGRATE_PFN = 3
+CC_FREE_PFN = 4
+CC_NR_MIGRATEPAGES = 5
+CC_NR_FREEPAGES = 6
+CC_TOTAL_MIGRATE_SCANNED = 7
+CC_TOTAL_FREE_SCANNED = 8
+CC_WHOLE_ZONE = 9
+CC_IGNORE_SKIP_HINT = 10
+CC_IGNORE_BLOCK_SUITABLE = 11
+CC_DIRECT_COMPACTION = 12
+CC_RESCAN = 13
+CC_CPU = 14  # the CPU whose pcp lists receive freed pages
+CC_NR_MIGRATED = 15  # base pages migrated during this compact_zone()
+NR_CC = 16
+
+
+@njit(inline="always")
+def pageblock_start_pfn(s: State, pfn: int) -> int:
+    pbo = s.prm[P_PAGEBLOCK_ORDER]
+    return (pfn >> pbo) << pbo
+
+
+@njit(inline="always")
+def pageblock_end_pfn(s: State, pfn: int) -> int:
+    return pageblock_start_pfn(s, pfn) + (1 << s.prm[P_PAGEBLOCK_ORDER])
+
+
+@njit(inline="always")
+def aux_list(s: State, which: int) -> int:
+    return s.prm[P_AUX_SENT] + which
+
+
+@njit(inline="always")
+def compact_scanners_met(s: State, cc: Any) -> bool:
+    """compact_scanners_met(): the free scanner's pageblock is at or below the migration one."""
+    pbo = s.prm[P_PAGEBLOCK_ORDER]
+    return (cc[CC_FREE_PFN] >> pbo) <= (cc[CC_MIGRATE_PFN] >> pbo)
+
+
+@njit
+def pageblock_pfn_to_page(s: State, z: int, start: int, end: int) -> bool:
+    """__pageblock_pfn_to_page(): both ends of [start, end) valid and in zone z."""
+    if start >= end:
+        return False
+    return s.zoneid[start] == z and s.zoneid[end - 1] == z
+
+
+@njit(inline="always")
+def isolation_suitable(s: State, cc: Any, pfn: int) -> bool:
+    """isolation_suitable(): the pageblock's skip bit, unless skip hints are ignored."""
+    if cc[CC_IGNORE_SKIP_HINT]:
+        return True
+    return not (s.pb[pfn >> s.prm[P_PAGEBLOCK_ORDER]] & PB_MIGRATE_SKIP)
+
+
+@njit(inline="always")
+def set_pageblock_skip(s: State, pfn: int) -> None:
+    s.pb[pfn >> s.prm[P_PAGEBLOCK_ORDER]] |= PB_MIGRATE_SKIP
+
+
+@njit
+def __isolate_free_page(s: State, z: int, pfn: int, order: int) -> int:
+    """__isolate_free_page() (mm/page_alloc.c, 6.1): take a free block off its list if the zone
+    stays above the unboosted min watermark plus its size; a block of at least half a pageblock
+    makes its mergeable pageblocks MOVABLE."""
+    mt = get_pageblock_migratetype(s, pfn)
+    if mt != MIGRATE_ISOLATE:
+        mark = s.zs[z, ZF_WMARK_MIN] + (1 << order)
+        if not __zone_watermark_ok(s, z, 0, mark, 0, ALLOC_CMA, s.zs[z, ZF_NR_FREE_PAGES]):
+            return 0
+        mod_zone_freepage_state(s, z, -(1 << order), mt)
+    del_page_from_free_list(s, z, pfn, order)
+    pbo = s.prm[P_PAGEBLOCK_ORDER]
+    if order >= pbo - 1:
+        p = pfn
+        while p < pfn + (1 << order) - 1:
+            if get_pageblock_migratetype(s, p) < MIGRATE_PCPTYPES:
+                set_pageblock_migratetype(s, p, MIGRATE_MOVABLE)
+            p += 1 << pbo
+    return 1 << order
+
+
+@njit
+def isolate_freepages_block(
+    s: State, cc: Any, start_pfn: int, end_pfn: int, stride: int
+) -> tuple[int, int]:
+    """isolate_freepages_block() (not strict): isolate free buddy blocks of [start_pfn, end_pfn)
+    onto cc->freepages (each still whole; split_map_pages splits them), stopping once as many
+    pages are isolated as there are pages to migrate. Returns (pages isolated, where it
+    stopped)."""
+    z = cc[CC_ZONE]
+    head = aux_list(s, AUX_FREEPAGES)
+    nr_scanned = 0
+    total_isolated = 0
+    blockpfn = start_pfn
+    while blockpfn < end_pfn:
+        nr_scanned += 1
+        f = s.flags[blockpfn]
+        if f & (PG_head | PG_tail):  # PageCompound: skip the rest of the compound page
+            if f & PG_head:
+                blockpfn += (1 << s.order[blockpfn]) - 1
+            blockpfn += stride
+            continue
+        if not (f & PG_buddy):
+            blockpfn += stride
+            continue
+        order = int(s.order[blockpfn])
+        isolated = __isolate_free_page(s, z, blockpfn, order)
+        if isolated == 0:
+            break
+        s.order[blockpfn] = order  # set_page_private(page, order)
+        nr_scanned += isolated - 1
+        total_isolated += isolated
+        cc[CC_NR_FREEPAGES] += isolated
+        list_add_tail(s.nxt, s.prv, blockpfn, head)
+        if cc[CC_NR_MIGRATEPAGES] <= cc[CC_NR_FREEPAGES]:
+            blockpfn += isolated
+            break
+        blockpfn += isolated - 1 + stride
+    if blockpfn > end_pfn:
+        blockpfn = end_pfn
+    trace(s, TP_MM_COMPACTION_ISOLATE_FREEPAGES, start_pfn, blockpfn, nr_scanned,
+          total_isolated, 0, 0)
+    cc[CC_TOTAL_FREE_SCANNED] += nr_scanned
+    if total_isolated:
+        s.vm[VM_COMPACT_ISOLATED] += total_isolated
+    return total_isolated, blockpfn
+
+
+@njit
+def split_map_pages(s: State) -> None:
+    """split_map_pages(): each isolated block becomes 2^order order-0 pages, each added at the
+    head of a temporary list that is then spliced onto cc->freepages (so the highest pfn of the
+    last block comes first)."""
+    head = aux_list(s, AUX_FREEPAGES)
+    tmp = aux_list(s, AUX_TMP)
+    page = s.nxt[head]
+    while page != head:
+        nxt = s.nxt[page]
+        list_del(s.nxt, s.prv, page)
+        order = int(s.order[page])
+        for p in range(page, page + (1 << order)):
+            # post_alloc_hook(): the page is now allocated to compaction
+            s.refcount[p] = 1
+            s.order[p] = 0
+            list_add(s.nxt, s.prv, p, tmp)
+        page = nxt
+    # list_splice(&tmp_list, list): tmp's entries go to the front of the (now empty) list
+    while s.nxt[tmp] != tmp:
+        p = s.prv[tmp]
+        list_del(s.nxt, s.prv, p)
+        list_add(s.nxt, s.prv, p, head)
+
+
+@njit
+def suitable_migration_target(s: State, cc: Any, pfn: int) -> bool:
+    """suitable_migration_target(): not a free block of pageblock order or more; then any block
+    with ignore_block_suitable, else MOVABLE or CMA pageblocks."""
+    if (s.flags[pfn] & PG_buddy) and s.order[pfn] >= s.prm[P_PAGEBLOCK_ORDER]:
+        return False
+    if cc[CC_IGNORE_BLOCK_SUITABLE]:
+        return True
+    mt = get_pageblock_migratetype(s, pfn)
+    return mt == MIGRATE_MOVABLE or mt == MIGRATE_CMA
+
+
+@njit
+def isolate_freepages(s: State, cc: Any) -> None:
+    """isolate_freepages() (6.1, without fast_isolate_freepages): walk pageblocks down from
+    cc->free_pfn to the migration scanner's block, isolating free pages until there are enough;
+    the stride doubles up to COMPACT_CLUSTER_MAX over blocks that yield nothing."""
+    z = cc[CC_ZONE]
+    nr = 1 << s.prm[P_PAGEBLOCK_ORDER]
+    isolate_start_pfn = cc[CC_FREE_PFN]
+    block_start_pfn = pageblock_start_pfn(s, isolate_start_pfn)
+    block_end_pfn = min(block_start_pfn + nr, s.zs[z, ZF_END])
+    low_pfn = pageblock_end_pfn(s, cc[CC_MIGRATE_PFN])
+    stride = COMPACT_CLUSTER_MAX if cc[CC_MODE] == MIGRATE_ASYNC else 1
+    while block_start_pfn >= low_pfn:
+        if (
+            pageblock_pfn_to_page(s, z, block_start_pfn, block_end_pfn)
+            and suitable_migration_target(s, cc, block_start_pfn)
+            and isolation_suitable(s, cc, block_start_pfn)
+        ):
+            nr_isolated, isolate_start_pfn = isolate_freepages_block(
+                s, cc, isolate_start_pfn, block_end_pfn, stride
+            )
+            if isolate_start_pfn == block_end_pfn:  # update_pageblock_skip()
+                set_pageblock_skip(s, block_start_pfn)
+            if cc[CC_NR_FREEPAGES] >= cc[CC_NR_MIGRATEPAGES]:
+                if isolate_start_pfn >= block_end_pfn:
+                    isolate_start_pfn = block_start_pfn - nr
+                break
+            elif isolate_start_pfn < block_end_pfn:
+                break
+            if nr_isolated:
+                stride = 1
+            else:
+                stride = min(COMPACT_CLUSTER_MAX, stride << 1)
+        block_end_pfn = block_start_pfn
+        block_start_pfn -= nr
+        isolate_start_pfn = block_start_pfn
+    cc[CC_FREE_PFN] = isolate_start_pfn
+    split_map_pages(s)
+
+
+@njit
+def compaction_alloc(s: State, cc: Any) -> int:
+    """compaction_alloc(): the next isolated free page, isolating more when none is left."""
+    head = aux_list(s, AUX_FREEPAGES)
+    if s.nxt[head] == head:
+        isolate_freepages(s, cc)
+        if s.nxt[head] == head:
+            return -1
+    page = s.nxt[head]
+    list_del(s.nxt, s.prv, page)
+    cc[CC_NR_FREEPAGES] -= 1
+    return page
+
+
+@njit
+def release_freepages(s: State, cc: Any) -> int:
+    """release_freepages(): free every isolated page left (through the pcp lists); returns the
+    highest pfn released."""
+    head = aux_list(s, AUX_FREEPAGES)
+    high_pfn = 0
+    while s.nxt[head] != head:
+        page = s.nxt[head]
+        list_del(s.nxt, s.prv, page)
+        if page > high_pfn:
+            high_pfn = page
+        free_the_page(s, page, 0, cc[CC_CPU])
+    return high_pfn
+
+
+@njit
+def isolate_migratepages_block(s: State, cc: Any, low_pfn: int, end_pfn: int, mode: int) -> int:
+    """isolate_migratepages_block() (6.1) for LRU pages: skip free blocks and compound pages,
+    take LRU pages that have no extra reference (a pin or an elevated count fails
+    ``page_count - 1 > mapcount``), are evictable unless ISOLATE_UNEVICTABLE, and in async
+    mode not under writeback; stop after COMPACT_CLUSTER_MAX pages unless rescanning.
+    SIMPLIFICATION: no LRU lists yet (PG_lru marks an LRU page), mapcount is 1, non-LRU movable
+    pages are not isolated (movable_operations come next)."""
+    start_pfn = low_pfn
+    nr_scanned = 0
+    nr_isolated = 0
+    valid = False
+    head = aux_list(s, AUX_MIGRATEPAGES)
+    cc[CC_MIGRATE_PFN] = low_pfn
+    aborted = False
+    while low_pfn < end_pfn:
+        nr_scanned += 1
+        if not valid and (low_pfn & ((1 << s.prm[P_PAGEBLOCK_ORDER]) - 1)) == 0:
+            if not isolation_suitable(s, cc, low_pfn):
+                low_pfn = end_pfn
+                aborted = True
+                break
+            valid = True
+        f = s.flags[low_pfn]
+        if f & PG_buddy:
+            o = int(s.order[low_pfn])
+            if 0 < o < MAX_ORDER:
+                low_pfn += (1 << o) - 1
+            low_pfn += 1
+            continue
+        if f & PG_head:  # PageCompound && !alloc_contig
+            low_pfn += 1 << s.order[low_pfn]
+            continue
+        if f & PG_tail:
+            low_pfn += 1
+            continue
+        if not (f & PG_lru):
+            low_pfn += 1
+            continue
+        # get_page_unless_zero(); anonymous pages with extra references (pins) fail
+        if s.refcount[low_pfn] - 1 > 0:
+            low_pfn += 1
+            continue
+        if not (mode & ISOLATE_UNEVICTABLE) and (f & PG_unevictable):
+            low_pfn += 1
+            continue
+        if (mode & ISOLATE_ASYNC_MIGRATE) and (f & PG_writeback):
+            low_pfn += 1
+            continue
+        # TestClearPageLRU; del_page_from_lru_list; onto cc->migratepages with our reference
+        s.flags[low_pfn] &= ~PG_lru
+        s.refcount[low_pfn] += 1
+        list_add(s.nxt, s.prv, low_pfn, head)
+        cc[CC_NR_MIGRATEPAGES] += 1
+        nr_isolated += 1
+        low_pfn += 1
+        if cc[CC_NR_MIGRATEPAGES] >= COMPACT_CLUSTER_MAX and not cc[CC_RESCAN]:
+            break
+    if low_pfn > end_pfn:
+        low_pfn = end_pfn
+    # the first isolation sets skip_updated (test_and_set_skip), so only a block that gave
+    # nothing gets its skip bit here
+    if not aborted and low_pfn == end_pfn and nr_isolated == 0 and valid:
+        set_pageblock_skip(s, pageblock_start_pfn(s, start_pfn))
+    trace(s, TP_MM_COMPACTION_ISOLATE_MIGRATEPAGES, start_pfn, low_pfn, nr_scanned, nr_isolated,
+          0, 0)
+    cc[CC_TOTAL_MIGRATE_SCANNED] += nr_scanned
+    if nr_isolated:
+        s.vm[VM_COMPACT_ISOLATED] += nr_isolated
+    cc[CC_MIGRATE_PFN] = low_pfn
+    return 0
+
+
+@njit
+def isolate_migratepages(s: State, cc: Any) -> int:
+    """isolate_migratepages() (6.1): from cc->migrate_pfn, pageblock by pageblock up to the free
+    scanner, scan the first suitable block. (fast_find_migrateblock returns cc->migrate_pfn when
+    skip hints are ignored, as for compact_memory.)"""
+    z = cc[CC_ZONE]
+    nr = 1 << s.prm[P_PAGEBLOCK_ORDER]
+    isolate_mode = (ISOLATE_UNEVICTABLE if s.prm[P_COMPACT_UNEVICTABLE] else 0) | (
+        ISOLATE_ASYNC_MIGRATE if cc[CC_MODE] != MIGRATE_SYNC else 0
+    )
+    low_pfn = cc[CC_MIGRATE_PFN]
+    block_start_pfn = max(pageblock_start_pfn(s, low_pfn), s.zs[z, ZF_START])
+    block_end_pfn = pageblock_end_pfn(s, low_pfn)
+    while block_end_pfn <= cc[CC_FREE_PFN]:
+        if pageblock_pfn_to_page(s, z, block_start_pfn, min(block_end_pfn, s.zs[z, ZF_END])):
+            aligned = (low_pfn & (nr - 1)) == 0
+            if not (aligned and not isolation_suitable(s, cc, block_start_pfn)):
+                # suitable_migration_source(): every block for sync or non-direct compaction
+                isolate_migratepages_block(s, cc, low_pfn, block_end_pfn, isolate_mode)
+                break
+        cc[CC_MIGRATE_PFN] = low_pfn = block_end_pfn
+        block_start_pfn = block_end_pfn
+        block_end_pfn += nr
+    return ISOLATE_SUCCESS if cc[CC_NR_MIGRATEPAGES] else ISOLATE_NONE
+
+
+@njit
+def migrate_page_move(s: State, dst: int, src: int, handles: Any) -> None:
+    """migrate_folio() / move_to_new_folio() for an LRU page: the destination takes the
+    source's flags, owner and contents, and the owner's mapping (remove_migration_ptes) now
+    points at the destination; the destination goes back on the LRU."""
+    keep = s.flags[dst] & ~(PG_lru)
+    s.flags[dst] = keep | (s.flags[src] & ~(PG_lru)) | PG_lru
+    owner = s.owner[src]
+    s.owner[dst] = owner
+    s.order[dst] = 0
+    if 0 <= owner < handles.shape[0] and handles[owner] == src:
+        handles[owner] = dst
+
+
+@njit
+def putback_movable_pages(s: State, cc: Any) -> int:
+    """putback_movable_pages(): LRU pages go back on the LRU (putback_lru_page) and lose the
+    isolation reference. Returns the base pages put back."""
+    head = aux_list(s, AUX_MIGRATEPAGES)
+    n = 0
+    while s.nxt[head] != head:
+        page = s.nxt[head]
+        list_del(s.nxt, s.prv, page)
+        s.flags[page] |= PG_lru
+        s.refcount[page] -= 1
+        n += 1
+    cc[CC_NR_MIGRATEPAGES] = 0
+    return n
+
+
+@njit
+def migrate_pages(s: State, cc: Any, mode: int, reason: int, handles: Any) -> int:
+    """migrate_pages() (6.1.192) with compaction_alloc as the allocator: in batches of up to 512
+    base pages, up to 10 passes while a page asks to retry; a page whose last other reference
+    went away meanwhile (refcount 1) counts as migrated; no destination means -ENOMEM, which
+    aborts. Returns the number of pages not migrated, or -12 (-ENOMEM).
+    SIMPLIFICATION: an isolated LRU page with no pin always migrates (no lock or writeback
+    races), so -EAGAIN never happens for LRU pages yet."""
+    head = aux_list(s, AUX_MIGRATEPAGES)
+    nr_succeeded = 0
+    nr_failed_pages = 0
+    rc = 0
+    cpu = cc[CC_CPU]
+    while s.nxt[head] != head:
+        src = s.prv[head]  # lists are built with list_add: walk from the tail = isolation order
+        if s.refcount[src] == 1:
+            # the page was freed under us: drop the isolation reference, done
+            list_del(s.nxt, s.prv, src)
+            free_the_page(s, src, 0, cpu)
+            nr_succeeded += 1
+            continue
+        dst = compaction_alloc(s, cc)
+        if dst < 0:
+            nr_failed_pages += 1  # -ENOMEM: this page fails; the rest are returned unmigrated
+            rc = -12
+            break
+        list_del(s.nxt, s.prv, src)
+        migrate_page_move(s, dst, src, handles)
+        # the source loses the isolation and the owner's references: freed to the pcp lists
+        s.refcount[src] = 1
+        s.owner[src] = -1
+        s.flags[src] &= PG_buddy  # all page flags cleared on free (none is PG_buddy here)
+        free_the_page(s, src, 0, cpu)
+        nr_succeeded += 1
+    cc[CC_NR_MIGRATEPAGES] = 0 if rc == 0 else count_list(s, head)
+    s.vm[VM_PGMIGRATE_SUCCESS] += nr_succeeded
+    s.vm[VM_PGMIGRATE_FAIL] += nr_failed_pages
+    trace(s, TP_MM_MIGRATE_PAGES, nr_succeeded, nr_failed_pages, 0, 0, 0, mode | (reason << 8))
+    cc[CC_NR_MIGRATED] += nr_succeeded
+    return rc if rc < 0 else cc[CC_NR_MIGRATEPAGES]
+
+
+@njit
+def count_list(s: State, head: int) -> int:
+    n = 0
+    p = s.nxt[head]
+    while p != head:
+        n += 1
+        p = s.nxt[p]
+    return n
+
+
+@njit
+def __compact_finished(s: State, cc: Any) -> int:
+    """__compact_finished() (6.1), for compact_memory (order -1): COMPLETE when the scanners
+    meet over the whole zone, else CONTINUE (is_via_compact_memory). The order > 0 conditions
+    come with direct compaction."""
+    if compact_scanners_met(s, cc):
+        # reset_cached_positions() is the caller's (Python) business
+        return COMPACT_COMPLETE if cc[CC_WHOLE_ZONE] else COMPACT_PARTIAL_SKIPPED
+    return COMPACT_CONTINUE
+
+
+@njit
+def compact_zone(st: State, cc: Any, handles: Any) -> int:
+    """compact_zone() (6.1) for a whole-zone pass: scanners start at the zone's ends, loop until
+    __compact_finished(): isolate a batch, migrate it, put back what failed; then release the
+    unused free pages and count compact_migrate_scanned / compact_free_scanned."""
+    s = borrow_state(st)
+    z = cc[CC_ZONE]
+    start_pfn = s.zs[z, ZF_START]
+    end_pfn = s.zs[z, ZF_END]
+    sync = cc[CC_MODE] != MIGRATE_ASYNC
+    cc[CC_TOTAL_MIGRATE_SCANNED] = 0
+    cc[CC_TOTAL_FREE_SCANNED] = 0
+    cc[CC_NR_MIGRATEPAGES] = 0
+    cc[CC_NR_FREEPAGES] = 0
+    cc[CC_NR_MIGRATED] = 0
+    cc[CC_MIGRATE_PFN] = start_pfn
+    cc[CC_FREE_PFN] = pageblock_start_pfn(s, end_pfn - 1)
+    trace(s, TP_MM_COMPACTION_BEGIN, start_pfn, cc[CC_MIGRATE_PFN], cc[CC_FREE_PFN], end_pfn,
+          1 if sync else 0, 0)
+    last_migrated_pfn = 0
+    while True:
+        ret = __compact_finished(s, cc)
+        if ret != COMPACT_CONTINUE:
+            break
+        iteration_start_pfn = cc[CC_MIGRATE_PFN]
+        cc[CC_RESCAN] = 0
+        if pageblock_start_pfn(s, last_migrated_pfn) == pageblock_start_pfn(
+            s, iteration_start_pfn
+        ):
+            cc[CC_RESCAN] = 1
+        r = isolate_migratepages(s, cc)
+        if r == ISOLATE_NONE:
+            continue
+        last_migrated_pfn = iteration_start_pfn
+        before = cc[CC_NR_MIGRATED]
+        isolated = cc[CC_NR_MIGRATEPAGES]
+        err = migrate_pages(s, cc, cc[CC_MODE], MR_COMPACTION, handles)
+        migrated = cc[CC_NR_MIGRATED] - before
+        trace(s, TP_MM_COMPACTION_MIGRATEPAGES, migrated, isolated - migrated, 0, 0, 0, 0)
+        cc[CC_NR_MIGRATEPAGES] = 0
+        if err:
+            putback_movable_pages(s, cc)
+            if err == -12 and not compact_scanners_met(s, cc):
+                ret = COMPACT_CONTENDED
+                break
+    if cc[CC_NR_FREEPAGES] > 0:
+        release_freepages(s, cc)
+        cc[CC_NR_FREEPAGES] = 0
+    s.vm[VM_COMPACT_MIGRATE_SCANNED] += cc[CC_TOTAL_MIGRATE_SCANNED]
+    s.vm[VM_COMPACT_FREE_SCANNED] += cc[CC_TOTAL_FREE_SCANNED]
+    trace(s, TP_MM_COMPACTION_END, start_pfn, cc[CC_MIGRATE_PFN], cc[CC_FREE_PFN], end_pfn,
+          1 if sync else 0, ret)
+    return ret
+
+
+def new_compact_control() -> np.ndarray:
+    return np.zeros(NR_CC, np.int64)
+
+
+__all__ = [
+    "COMPACT_COMPLETE",
+    "COMPACT_CONTENDED",
+    "COMPACT_CONTINUE",
+    "COMPACT_PARTIAL_SKIPPED",
+    "COMPACT_SKIPPED",
+    "COMPACT_SUCCESS",
+    "MIGRATE_ASYNC",
+    "MIGRATE_SYNC",
+    "MIGRATE_SYNC_LIGHT",
+    "compact_node",
+    "compact_nodes",
+    "compact_zone",
+    "new_compact_control",
+]
+
+
+def compact_node(machine: Any, nid: int) -> list[int]:
+    """compact_node() (6.1): order -1, MIGRATE_SYNC, ignore skip hints, whole zone, GFP_KERNEL,
+    for every populated zone of the node; reset_cached_positions is implicit (whole zone)."""
+    results = []
+    st = machine.state
+    for z in range(st.zs.shape[0]):
+        if st.zs[z, ZF_NODE] != nid or st.zs[z, ZF_MANAGED] == 0:  # populated_zone()
+            continue
+        cc = new_compact_control()
+        cc[CC_ZONE] = z
+        cc[CC_ORDER] = -1
+        cc[CC_MODE] = MIGRATE_SYNC
+        cc[CC_IGNORE_SKIP_HINT] = 1
+        cc[CC_WHOLE_ZONE] = 1
+        results.append(int(_run_compact_zone(machine, cc)))
+    return results
+
+
+def _run_compact_zone(machine: Any, cc: np.ndarray) -> int:
+    ret = int(compact_zone(machine.state, cc, machine.handles))
+    if machine.tracer is not None and machine.state.prm[P_TPOS]:
+        machine.tracer.flush(machine)
+    if machine.debug:
+        from fragsim.mm.debug import check_invariants
+
+        check_invariants(machine)
+    return ret
+
+
+def compact_nodes(machine: Any) -> list[int]:
+    """compact_nodes(): what a write to /proc/sys/vm/compact_memory does."""
+    out: list[int] = []
+    for nid in range(machine.nr_nodes):
+        out += compact_node(machine, nid)
+    return out
