@@ -219,9 +219,7 @@ def load_snapshot(path: str | os.PathLike[str]) -> Snapshot:
         if (p := parsed("kpagecount")) is not None:
             counts = read_kpagecount(p)
             if counts.shape != flags.shape:
-                raise ParseError(
-                    p, None, f"{counts.size} pfns, but kpageflags has {flags.size}"
-                )
+                raise ParseError(p, None, f"{counts.size} pfns, but kpageflags has {flags.size}")
     owner = None
     if (p := parsed("page_owner")) is not None:
         owner = parse_page_owner(_text(p), p)
@@ -503,6 +501,11 @@ class ZoneObstacles:
     end_pfn: int
     kinds: dict[str, int]
     """Pages of every kind in the range (pfns beyond the kpageflags dump are not counted)."""
+    no_flag_pages: int
+    """Pages without a single kpageflags bit (counted as other kernel pages): allocated without
+    a telling flag, free on a per-cpu list, or (in holes of some kernels) never initialised."""
+    absent_pages: int | None
+    """zoneinfo's spanned - present: holes inside the zone's span."""
     by_order: tuple[BlockObstacles, ...]
     """For each order: framework off, then framework on."""
 
@@ -629,8 +632,10 @@ def _zone_index(zoneinfo: list[ZoneInfo] | None, node: int, name: str) -> int | 
 def _order_reason(
     order: int,
     res: CompactResult,
+    *,
+    known: bool,
     eff_free: int,
-    eff_free_cma: int,
+    free_cma_ok: int,
     min_w: int,
     low_w: int,
     reserve: int,
@@ -639,42 +644,41 @@ def _order_reason(
     fragindex: int,
     threshold: int,
 ) -> str:
-    """One line saying why the checks came out as they did."""
+    """One line saying why the checks came out as they did. ``eff_free``: free pages the
+    allocation may use, less 2^order - 1; ``free_cma_ok``: those compaction's order-0 check
+    counts (ALLOC_CMA)."""
+    gap = compact_gap(order)
     if res is CompactResult.COMPACT_SUCCESS:
+        if not known:
+            return f"order-{block_order} block free (no zoneinfo: watermarks not checked)"
         return (
             f"{eff_free} usable free > min {min_w} + reserve {reserve}; "
             f"order-{block_order} block free"
         )
-    if eff_free <= min_w + reserve:
+    if known and eff_free <= min_w + reserve:
         why = f"{eff_free} usable free <= min {min_w} + reserve {reserve}"
     else:
         why = f"no free block of order >= {order} on the {lists} lists"
     costly = order > PAGE_ALLOC_COSTLY_ORDER
     w_name, w = ("low", low_w) if costly else ("min", min_w)
-    need = w + compact_gap(order) + reserve
+    need = f"{w_name} {w} + gap {gap} + reserve {reserve}" if known else f"gap {gap}"
     if res is CompactResult.COMPACT_SKIPPED:
-        return (
-            f"{why}; {eff_free_cma} free <= {w_name} {w} + gap {compact_gap(order)} + reserve "
-            f"{reserve}: reclaim first"
-        )
+        return f"{why}; {free_cma_ok} free <= {need}: reclaim first"
     if res is CompactResult.COMPACT_NOT_SUITABLE_ZONE:
         return (
-            f"{why}; fragindex {_thousandths(fragindex)} <= threshold "
+            f"{why}; fragindex {_thousandths(fragindex)} <= extfrag_threshold "
             f"{_thousandths(threshold)}: lack of memory"
         )
-    tail = (
-        f"fragindex {_thousandths(fragindex)} > threshold {_thousandths(threshold)}"
-        if costly and fragindex >= 0
-        else "a suitable block exists"
-        if fragindex == -1000
-        else "order <= 3: fragindex not consulted"
-    )
-    return f"{why}; {eff_free_cma} free > {w_name}+gap+reserve {need}; {tail}"
+    if fragindex == -1000:
+        tail = "a block of this order is free, but not usable by this allocation"
+    elif costly:
+        tail = f"fragindex {_thousandths(fragindex)} > {_thousandths(threshold)}"
+    else:
+        tail = "order <= 3: fragindex not consulted"
+    return f"{why}; {free_cma_ok} free > {need}; {tail}"
 
 
-def _mixed_from_page_owner(
-    records: list[PageOwnerRecord], start: int, end: int
-) -> dict[str, int]:
+def _mixed_from_page_owner(records: list[PageOwnerRecord], start: int, end: int) -> dict[str, int]:
     """pagetypeinfo_showmixedcount_print() recounted from a page_owner dump: blocks, per block
     migratetype (CMA counted as Movable), holding an allocation of another migratetype."""
     seen: dict[int, str] = {}
@@ -694,31 +698,34 @@ def _mixed_estimate(
     pageblock_order: int,
     blocks_by_type: Mapping[str, int] | None,
 ) -> MixedBlocks:
-    """A lower bound of mixed pageblocks from kpageflags, which does not record block types."""
+    """A lower bound of mixed pageblocks from kpageflags, which does not record block types:
+    a block holding both movable and unmovable allocations is mixed whatever its type; when
+    pagetypeinfo's block counts cover the same blocks, pigeonhole on them too (more blocks hold
+    unmovable allocations than there are non-Movable blocks => the rest are mixed)."""
     _, masks = _block_masks(kinds, start, end, pageblock_order)
-    mov = np.uint16(_mask(_MOVABLE_ALLOC))
-    unmov = np.uint16(_mask(_UNMOVABLE_ALLOC))
-    has_mov = (masks & mov) != 0
-    has_unmov = (masks & unmov) != 0
+    masks = masks[masks != np.uint16(_BIT[PageKind.NOPAGE])]
+    has_mov = (masks & np.uint16(_mask(_MOVABLE_ALLOC))) != 0
+    has_unmov = (masks & np.uint16(_mask(_UNMOVABLE_ALLOC))) != 0
     both = int(np.count_nonzero(has_mov & has_unmov))
     bound = both
     note = (
-        f"estimate from kpageflags, which does not record pageblock types: {both} pageblocks "
-        "hold both movable (LRU, THP, zsmalloc, balloon) and unmovable (slab, page tables, other "
-        "kernel) allocations, mixed whatever their type"
+        "estimate from kpageflags: pageblocks holding both movable allocations (LRU, THP, "
+        "zsmalloc, balloon) and unmovable ones (slab, page tables, other kernel)"
     )
     if blocks_by_type is not None:
         n_mov = sum(v for k, v in blocks_by_type.items() if k in ("Movable", "CMA"))
-        n_other = sum(v for k, v in blocks_by_type.items() if k not in ("Movable", "CMA"))
-        x = int(np.count_nonzero(has_unmov))
-        y = int(np.count_nonzero(has_mov))
-        bound = max(both, x - n_other, y - n_mov)
-        if bound > both:
-            note += (
-                f"; {x} blocks hold unmovable allocations but only {n_other} are not Movable, "
-                f"and {y} hold movable ones for {n_mov} Movable blocks: at least {bound} mixed"
-            )
-    note += "; free pages on per-cpu lists look like other kernel pages"
+        n_other = sum(blocks_by_type.values()) - n_mov
+        # pagetypeinfo also counts the partial blocks at the zone's two ends
+        if 0 <= n_mov + n_other - masks.size <= 2:
+            x = int(np.count_nonzero(has_unmov))
+            y = int(np.count_nonzero(has_mov))
+            bound = max(both, x - n_other, y - n_mov)
+            if bound > both:
+                note += (
+                    f", or more: {x} blocks hold unmovable allocations for {n_other} "
+                    f"non-Movable blocks, {y} hold movable ones for {n_mov} Movable blocks"
+                )
+    note += "; free pages on per-cpu lists look like unmovable other kernel pages"
     return MixedBlocks("kpageflags", True, bound, None, note)
 
 
@@ -785,6 +792,7 @@ def inspect_snapshot(
         else:
             reserve = min_w = low_w = high_w = cma = 0
             free_cnt = row.free_pages
+        lists = "Unmovable/Movable/Reclaimable" if free_lists_from == "pagetypeinfo" else "free"
         orders: list[OrderReport] = []
         for order in range(1, len(row.nr_free)):
             info = fill_contig_page_info(nr_free, order)
@@ -816,17 +824,16 @@ def inspect_snapshot(
                     reason=_order_reason(
                         order,
                         res,
-                        eff,
-                        free_cnt - highatomic,
-                        min_w,
-                        low_w,
-                        reserve,
-                        block_order,
-                        "Unmovable/Movable/Reclaimable"
-                        if free_lists_from == "pagetypeinfo"
-                        else "buddy",
-                        fi,
-                        threshold,
+                        known=zi is not None,
+                        eff_free=eff,
+                        free_cma_ok=free_cnt - highatomic,
+                        min_w=min_w,
+                        low_w=low_w,
+                        reserve=reserve,
+                        block_order=block_order,
+                        lists=lists,
+                        fragindex=fi,
+                        threshold=threshold,
                     ),
                 )
             )
@@ -870,26 +877,26 @@ def inspect_snapshot(
 
     obstacles: list[ZoneObstacles] = []
     if kinds is not None:
-        ranges: list[tuple[int | None, str, int, int]] = [
-            (z.node, z.zone, z.start_pfn, z.start_pfn + z.spanned)
+        assert snap.kpageflags is not None
+        ranges: list[tuple[int | None, str, int, int, int | None]] = [
+            (z.node, z.zone, z.start_pfn, z.start_pfn + z.spanned, z.spanned - z.present)
             for z in snap.zoneinfo or []
             if z.populated and z.start_pfn is not None
         ]
         if not ranges:
-            ranges = [(None, "(all pfns)", 0, int(kinds.size))]
+            ranges = [(None, "(all pfns)", 0, int(kinds.size), None)]
             notes.append("no zone pfn ranges (zoneinfo start_pfn): kpageflags analysed whole")
         orders_ob = [pb_order] + ([OBSTACLE_ORDER] if OBSTACLE_ORDER != pb_order else [])
-        for node, zname, start, end in ranges:
+        for node, zname, start, end, absent in ranges:
             counts = np.bincount(kinds[start : min(end, kinds.size)], minlength=_NKINDS)
+            no_flag = int(np.count_nonzero(snap.kpageflags[start : min(end, kinds.size)] == 0))
             per: list[BlockObstacles] = []
             for order in orders_ob:
                 for nonlru in (False, True):
                     mv = movable_kinds(
                         nonlru_movable=nonlru, compact_unevictable_allowed=unevictable_ok
                     )
-                    per.append(
-                        block_obstacles(kinds, start, end, order, mv, nonlru_movable=nonlru)
-                    )
+                    per.append(block_obstacles(kinds, start, end, order, mv, nonlru_movable=nonlru))
             obstacles.append(
                 ZoneObstacles(
                     node=node,
@@ -897,6 +904,8 @@ def inspect_snapshot(
                     start_pfn=start,
                     end_pfn=end,
                     kinds={k.name.lower(): int(counts[k.value]) for k in _KINDS},
+                    no_flag_pages=no_flag,
+                    absent_pages=absent,
                     by_order=tuple(per),
                 )
             )
@@ -935,31 +944,39 @@ def _kind_label(name: str) -> str:
 def _format_obstacles(zo: ZoneObstacles, pb_order: int) -> list[str]:
     where = "all pfns" if zo.node is None else f"Node {zo.node}, zone {zo.zone}"
     out = [
-        f"== What holds high-order blocks: {where} (pfns {zo.start_pfn}-{zo.end_pfn - 1}, "
-        "kpageflags)",
-        "   pages: "
-        + ", ".join(f"{_kind_label(k)} {v}" for k, v in zo.kinds.items() if v),
+        f"== What holds high-order blocks: {where}, pfns {zo.start_pfn}-{zo.end_pfn - 1} "
+        "(kpageflags)",
+        "   pages: " + ", ".join(f"{_kind_label(k)} {v}" for k, v in zo.kinds.items() if v),
     ]
+    if zo.no_flag_pages:
+        absent = f"; the zone has {zo.absent_pages} absent pages" if zo.absent_pages else ""
+        out.append(
+            f"   {zo.no_flag_pages} of the other kernel pages carry no flag at all (kernel "
+            f"allocations without a telling flag, per-cpu free pages, uninitialised pages{absent})"
+        )
+    nonlru = zo.kinds.get("zsmalloc", 0) + zo.kinds.get("offline", 0)
+    zone_txt = "" if zo.node is None else f" of zone {zo.zone}"
     for bo in zo.by_order:
         what = "pageblocks" if bo.order == pb_order else f"order-{bo.order} blocks"
-        scen = (
-            "non-LRU movable framework on (zsmalloc and balloon pages movable)"
-            if bo.nonlru_movable
-            else "zsmalloc and balloon pages pinned (non-LRU movable framework off)"
-        )
-        out.append(f"-- order {bo.order}, {scen}:")
-        holes = f", {bo.holes} all holes not counted" if bo.holes else ""
+        if bo.nonlru_movable:
+            if not nonlru:
+                continue
+            head = f"order {bo.order}, non-LRU movable framework on (zsmalloc, balloon movable)"
+        else:
+            head = f"order {bo.order}" + (
+                ", non-LRU movable framework off (zsmalloc, balloon pinned)" if nonlru else ""
+            )
+        holes = f" (and {bo.holes} all holes)" if bo.holes else ""
         out.append(
-            f"   {bo.blocks} {what}{holes}: {bo.free} wholly free, {bo.compactable} only free "
-            f"and movable pages (compaction can empty them), {sum(bo.sole.values())} held by "
-            f"one kind, {bo.several} by several"
+            f"-- {head}: {bo.blocks} {what}{holes}: {bo.free} wholly free, {bo.compactable} "
+            f"compaction can empty, {sum(bo.sole.values())} held by one kind of page, "
+            f"{bo.several} by several"
         )
-        zone_txt = "" if zo.node is None else f" of zone {zo.zone}"
         for k, n in bo.sole.items():
             label = _kind_label(k)
             out.append(
                 f"   {label[0].upper()}{label[1:]} are the only obstacle in {n} of {bo.blocks} "
-                f"{what} ({_pct(n, bo.blocks)}){zone_txt}; present in {bo.present.get(k, 0)}"
+                f"{what} ({_pct(n, bo.blocks)}){zone_txt} (present in {bo.present.get(k, 0)})"
             )
     return out
 

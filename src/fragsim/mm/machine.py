@@ -297,7 +297,9 @@ class Machine:
     def _build_all_zonelists(self) -> None:
         """build_all_zonelists(): mobility grouping is off when too few pages are free."""
         total = self.nr_free_zone_pages(self.gfp_zone(GFP_HIGHUSER_MOVABLE))
-        self.page_group_by_mobility_disabled = total < (1 << self.pageblock_order) * MIGRATE_TYPES
+        # MIGRATE_TYPES as configured: CMA exists only with CONFIG_CMA
+        nr_types = MIGRATE_TYPES if self.profile.config_cma else MIGRATE_TYPES - 1
+        self.page_group_by_mobility_disabled = total < (1 << self.pageblock_order) * nr_types
         self.state.prm[I.P_GROUPING_DISABLED] = int(self.page_group_by_mobility_disabled)
 
     def free_reserved_area(self, start: int, end: int) -> None:
