@@ -17,6 +17,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from fragsim.mm import vmstat
     from fragsim.mm.gfp import __GFP_RECLAIMABLE, GFP_HIGHUSER_MOVABLE, GFP_KERNEL
     from fragsim.mm.machine import Machine
+    from fragsim.mm.page import PG_anon, PG_lru, PG_swapbacked
 
     m = Machine(args.profile)
     print(m.describe())
@@ -33,6 +34,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     ev[:, I.EV_GFP] = gfps
     ev[:, I.EV_ARG] = np.arange(n)
     ev[:, I.EV_CPU] = rng.integers(0, m.nr_cpus, n)
+    # movable allocations are anonymous pages put on the LRU (lru_cache_add after the fault)
+    ev[:, I.EV_FLAGS] = np.where(kinds == 1, PG_lru | PG_anon | PG_swapbacked, 0)
     handles = np.full(n, -1, np.int32)
     m.run(ev, handles)
     # free every other movable page and most unmovable ones: long-lived pollution stays behind
@@ -50,6 +53,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(vmstat.pagetypeinfo(m), end="")
     print("\n== after: extfrag/unusable_index ==")
     print(vmstat.unusable_index(m), end="")
+    m.compact_memory()
+    print("\n== echo 1 > /proc/sys/vm/compact_memory: /proc/buddyinfo ==")
+    print(vmstat.buddyinfo(m), end="")
+    print("\n== after compaction: extfrag/unusable_index ==")
+    print(vmstat.unusable_index(m), end="")
+    counters = vmstat.vmstat_counters(m)
+    print("\n== /proc/vmstat (compaction and migration) ==")
+    for name in (
+        "compact_migrate_scanned",
+        "compact_free_scanned",
+        "compact_isolated",
+        "pgmigrate_success",
+        "pgmigrate_fail",
+    ):
+        print(f"{name} {counters[name]}")
     return 0
 
 
@@ -69,6 +87,43 @@ def cmd_profiles(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    """Capture the live machine (or a bugreport) into a snapshot directory."""
+    from fragsim import snapshot
+
+    if args.from_bugreport:
+        man = snapshot.capture_bugreport(args.outdir, args.from_bugreport, force=args.force)
+    else:
+        man = snapshot.capture(args.outdir, args.root, force=args.force)
+    for line in man.summary(args.outdir):
+        print(f"fragsim snapshot: {line}", file=sys.stderr)
+    return 0 if any(c.file == "buddyinfo" for c in man.captured) else 1
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """Explain high-order allocation failures from a snapshot (or the live machine)."""
+    import dataclasses
+    import tempfile
+
+    from fragsim.analysis.inspect import format_report, inspect_snapshot, load_snapshot
+
+    if args.live == (args.snapshot is not None):
+        args.parser.error("inspect takes a SNAPSHOT directory or --live, not both")
+    if args.live:
+        from fragsim.snapshot import capture
+
+        with tempfile.TemporaryDirectory(prefix="fragsim-live-") as tmp:
+            man = capture(tmp, args.root)
+            for line in man.summary("a temporary directory"):
+                print(f"fragsim inspect --live: {line}", file=sys.stderr)
+            snap = dataclasses.replace(load_snapshot(tmp), path=f"live machine (root {args.root})")
+    else:
+        snap = load_snapshot(args.snapshot)
+    report = inspect_snapshot(snap, extfrag_threshold=args.extfrag_threshold)
+    print(report.to_json() if args.json else format_report(report), end="\n" if args.json else "")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="fragsim", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -85,6 +140,19 @@ def main(argv: list[str] | None = None) -> int:
     b.set_defaults(func=cmd_bench)
     pr = sub.add_parser("profiles", help="list machine profiles")
     pr.set_defaults(func=cmd_profiles)
+    sn = sub.add_parser("snapshot", help="capture /proc, debugfs and kpageflags into a directory")
+    sn.add_argument("outdir", metavar="OUTDIR")
+    sn.add_argument("--root", default="/", help="read proc/ and sys/ under this directory")
+    sn.add_argument("--from-bugreport", metavar="FILE", help="extract an Android bugreport instead")
+    sn.add_argument("--force", action="store_true", help="overwrite a non-empty OUTDIR")
+    sn.set_defaults(func=cmd_snapshot)
+    ins = sub.add_parser("inspect", help="explain high-order allocation failures of a snapshot")
+    ins.add_argument("snapshot", metavar="SNAPSHOT", nargs="?", help="a snapshot directory")
+    ins.add_argument("--live", action="store_true", help="capture the running machine first")
+    ins.add_argument("--root", default="/", help="with --live: read proc/ and sys/ under DIR")
+    ins.add_argument("--json", action="store_true", help="print the report as JSON")
+    ins.add_argument("--extfrag-threshold", type=int, help="override vm.extfrag_threshold")
+    ins.set_defaults(func=cmd_inspect, parser=ins)
     args = p.parse_args(argv)
     try:
         return int(args.func(args))

@@ -154,6 +154,20 @@ class Manifest:
         """Files skipped for lack of privileges."""
         return [s.file for s in self.skipped if s.reason == NEEDS_ROOT]
 
+    def summary(self, outdir: str) -> list[str]:
+        """Lines for stderr: what was written, what needs root, what else was skipped."""
+        out = [f"captured {len(self.captured)} files into {outdir} (see {MANIFEST})"]
+        if self.needs_root:
+            out.append(
+                "skipped, needs root (run as root to capture them): " + ", ".join(self.needs_root)
+            )
+        for s in self.skipped:
+            if s.reason != NEEDS_ROOT:
+                out.append(f"skipped {s.file}: {s.reason}")
+        if "buddyinfo" not in {c.file for c in self.captured}:
+            out.append("buddyinfo was not captured: 'fragsim inspect' cannot read this snapshot")
+        return out
+
 
 class _SourceError(Exception):
     """Reading the source failed (as opposed to writing the snapshot)."""
@@ -182,6 +196,7 @@ def _atomic_write(outdir: str, name: str, fill: Callable[[IO[bytes]], None]) -> 
     error the temporary file is removed and nothing named ``name`` is left behind."""
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=outdir)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 -> what open() would have made
         with os.fdopen(fd, "wb") as fh:
             fill(fh)
             fh.flush()
@@ -195,6 +210,12 @@ def _atomic_write(outdir: str, name: str, fill: Callable[[IO[bytes]], None]) -> 
         except FileNotFoundError:
             pass
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _sha256(path: str) -> str:

@@ -235,8 +235,9 @@ def isolate_freepages_block(
         blockpfn += isolated - 1 + stride
     if blockpfn > end_pfn:
         blockpfn = end_pfn
-    trace(s, TP_MM_COMPACTION_ISOLATE_FREEPAGES, start_pfn, blockpfn, nr_scanned,
-          total_isolated, 0, 0)
+    trace(
+        s, TP_MM_COMPACTION_ISOLATE_FREEPAGES, start_pfn, blockpfn, nr_scanned, total_isolated, 0, 0
+    )
     cc[CC_TOTAL_FREE_SCANNED] += nr_scanned
     if total_isolated:
         s.vm[VM_COMPACT_ISOLATED] += total_isolated
@@ -413,8 +414,9 @@ def isolate_migratepages_block(s: State, cc: Any, low_pfn: int, end_pfn: int, mo
     # nothing gets its skip bit here
     if not aborted and low_pfn == end_pfn and nr_isolated == 0 and valid:
         set_pageblock_skip(s, pageblock_start_pfn(s, start_pfn))
-    trace(s, TP_MM_COMPACTION_ISOLATE_MIGRATEPAGES, start_pfn, low_pfn, nr_scanned, nr_isolated,
-          0, 0)
+    trace(
+        s, TP_MM_COMPACTION_ISOLATE_MIGRATEPAGES, start_pfn, low_pfn, nr_scanned, nr_isolated, 0, 0
+    )
     cc[CC_TOTAL_MIGRATE_SCANNED] += nr_scanned
     if nr_isolated:
         s.vm[VM_COMPACT_ISOLATED] += nr_isolated
@@ -558,8 +560,16 @@ def compact_zone(st: State, cc: Any, handles: Any) -> int:
     cc[CC_NR_MIGRATED] = 0
     cc[CC_MIGRATE_PFN] = start_pfn
     cc[CC_FREE_PFN] = pageblock_start_pfn(s, end_pfn - 1)
-    trace(s, TP_MM_COMPACTION_BEGIN, start_pfn, cc[CC_MIGRATE_PFN], cc[CC_FREE_PFN], end_pfn,
-          1 if sync else 0, 0)
+    trace(
+        s,
+        TP_MM_COMPACTION_BEGIN,
+        start_pfn,
+        cc[CC_MIGRATE_PFN],
+        cc[CC_FREE_PFN],
+        end_pfn,
+        1 if sync else 0,
+        0,
+    )
     last_migrated_pfn = 0
     while True:
         ret = __compact_finished(s, cc)
@@ -567,9 +577,7 @@ def compact_zone(st: State, cc: Any, handles: Any) -> int:
             break
         iteration_start_pfn = cc[CC_MIGRATE_PFN]
         cc[CC_RESCAN] = 0
-        if pageblock_start_pfn(s, last_migrated_pfn) == pageblock_start_pfn(
-            s, iteration_start_pfn
-        ):
+        if pageblock_start_pfn(s, last_migrated_pfn) == pageblock_start_pfn(s, iteration_start_pfn):
             cc[CC_RESCAN] = 1
         r = isolate_migratepages(s, cc)
         if r == ISOLATE_NONE:
@@ -591,8 +599,16 @@ def compact_zone(st: State, cc: Any, handles: Any) -> int:
         cc[CC_NR_FREEPAGES] = 0
     s.vm[VM_COMPACT_MIGRATE_SCANNED] += cc[CC_TOTAL_MIGRATE_SCANNED]
     s.vm[VM_COMPACT_FREE_SCANNED] += cc[CC_TOTAL_FREE_SCANNED]
-    trace(s, TP_MM_COMPACTION_END, start_pfn, cc[CC_MIGRATE_PFN], cc[CC_FREE_PFN], end_pfn,
-          1 if sync else 0, ret)
+    trace(
+        s,
+        TP_MM_COMPACTION_END,
+        start_pfn,
+        cc[CC_MIGRATE_PFN],
+        cc[CC_FREE_PFN],
+        end_pfn,
+        1 if sync else 0,
+        ret,
+    )
     return ret
 
 

@@ -130,8 +130,10 @@ MIGRATE_REASON = (
 def _compaction_body(tp: int, pfn: int, order: int, a: int, b: int, c: int, d: int) -> str:
     """include/trace/events/compaction.h and migrate.h formats (6.1)."""
     if tp in (I.TP_MM_COMPACTION_BEGIN, I.TP_MM_COMPACTION_END):
-        s = (f"zone_start={pfn:#x} migrate_pfn={order:#x} free_pfn={a:#x} zone_end={b:#x}, "
-             f"mode={'sync' if c else 'async'}")
+        s = (
+            f"zone_start={pfn:#x} migrate_pfn={order:#x} free_pfn={a:#x} zone_end={b:#x}, "
+            f"mode={'sync' if c else 'async'}"
+        )
         return s + (f" status={COMPACTION_STATUS[d]}" if tp == I.TP_MM_COMPACTION_END else "")
     if tp in (I.TP_MM_COMPACTION_ISOLATE_MIGRATEPAGES, I.TP_MM_COMPACTION_ISOLATE_FREEPAGES):
         return f"range=({pfn:#x} ~ {order:#x}) nr_scanned={a} nr_taken={b}"
