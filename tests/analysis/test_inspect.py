@@ -309,8 +309,12 @@ def test_block_obstacles_synthetic(nonlru: bool) -> None:
 def test_unevictable_follows_compact_unevictable_allowed() -> None:
     k = np.full(1024, PageKind.BUDDY, np.uint8)
     k[3] = PageKind.UNEVICTABLE
-    on = block_obstacles(k, 0, 1024, 9, movable_kinds(nonlru_movable=False, compact_unevictable_allowed=True))
-    off = block_obstacles(k, 0, 1024, 9, movable_kinds(nonlru_movable=False, compact_unevictable_allowed=False))
+    on = block_obstacles(
+        k, 0, 1024, 9, movable_kinds(nonlru_movable=False, compact_unevictable_allowed=True)
+    )
+    off = block_obstacles(
+        k, 0, 1024, 9, movable_kinds(nonlru_movable=False, compact_unevictable_allowed=False)
+    )
     assert (on.compactable, on.sole) == (1, {})
     assert (off.compactable, off.sole) == (0, {"unevictable": 1})
 
@@ -439,19 +443,25 @@ def test_watermark_boundary(tmp_path: Path) -> None:
     assert bad.reason.startswith("1000 usable free <= min 1000 + reserve 0;")
 
 
-PTI_HIGHATOMIC = """Page block order: 9
-Pages per block:  512
+def pagetypeinfo(free: dict[str, list[int]], blocks: dict[str, int]) -> str:
+    """A one-zone /proc/pagetypeinfo in the kernel's layout."""
+    types = ("Unmovable", "Movable", "Reclaimable", "HighAtomic", "Isolate")
+    hdr = "Free pages count per migrate type at order"
+    lines = ["Page block order: 9", "Pages per block:  512", "", f"{hdr:<43s} "]
+    lines[-1] += "".join(f"{o:6d} " for o in range(11))
+    for t in types:
+        counts = free.get(t, [0] * 11)
+        lines.append(f"Node {0:4d}, zone {'Normal':>8s}, type {t:>12s} ")
+        lines[-1] += "".join(f"{n:6d} " for n in counts)
+    lines += ["", f"{'Number of blocks type':<23s}" + "".join(f"{t:>12s} " for t in types)]
+    lines.append("Node 0, zone   Normal " + "".join(f"{blocks.get(t, 0):12d} " for t in types))
+    return "\n".join(lines) + "\n"
 
-Free pages count per migrate type at order       0      1      2      3      4      5      6      7      8      9     10 
-Node    0, zone   Normal, type    Unmovable   20000      0      0      0      0      0      0      0      0      0      0 
-Node    0, zone   Normal, type      Movable      0      0      0      0      0      0      0      0      0      0      0 
-Node    0, zone   Normal, type  Reclaimable      0      0      0      0      0      0      0      0      0      0      0 
-Node    0, zone   Normal, type   HighAtomic      0      0      0      0      0      0      0      0      0      1      0 
-Node    0, zone   Normal, type      Isolate      0      0      0      0      0      0      0      0      0      0      0 
 
-Number of blocks type     Unmovable      Movable  Reclaimable   HighAtomic      Isolate 
-Node 0, zone   Normal           10          117            0            1            0 
-"""  # noqa: W291
+PTI_HIGHATOMIC = pagetypeinfo(
+    {"Unmovable": [20000] + [0] * 10, "HighAtomic": [0] * 9 + [1, 0]},
+    {"Unmovable": 10, "Movable": 117, "HighAtomic": 1},
+)
 
 
 def test_block_only_in_highatomic_reserve(tmp_path: Path) -> None:
@@ -514,7 +524,11 @@ def test_vm_sysctl_formats() -> None:
     assert parse_vm_sysctl(
         "/proc/sys/vm/extfrag_threshold:500\nvm.swappiness = 60\n\n"
         "/proc/sys/vm/lowmem_reserve_ratio:256\t256\t32\t0\t0\n"
-    ) == {"extfrag_threshold": "500", "swappiness": "60", "lowmem_reserve_ratio": "256\t256\t32\t0\t0"}
+    ) == {
+        "extfrag_threshold": "500",
+        "swappiness": "60",
+        "lowmem_reserve_ratio": "256\t256\t32\t0\t0",
+    }
     with pytest.raises(ParseError, match=r"<vm_sysctl>:2:"):
         parse_vm_sysctl("vm.a = 1\nbogus\n")
 

@@ -772,13 +772,13 @@ def inspect_snapshot(
         blocks_by_type: dict[str, int] | None = None
         if pti is not None and key in pti.blocks:
             free_lists_from = "pagetypeinfo"
+            pcp_lists = [
+                pti.free[(row.node, row.zone, mt)].counts
+                for mt in PCPTYPES
+                if (row.node, row.zone, mt) in pti.free
+            ]
             nonempty = [
-                any(
-                    pti.free[(row.node, row.zone, mt)].counts[o] > 0
-                    for mt in PCPTYPES
-                    if (row.node, row.zone, mt) in pti.free
-                )
-                for o in range(len(row.nr_free))
+                any(o < len(c) and c[o] > 0 for c in pcp_lists) for o in range(len(row.nr_free))
             ]
             blocks_by_type = dict(pti.blocks[key])
             highatomic = blocks_by_type.get("HighAtomic", 0) * pti.pages_per_block

@@ -455,8 +455,7 @@ def migrate_page_move(s: State, dst: int, src: int, handles: Any) -> None:
     """migrate_folio() / move_to_new_folio() for an LRU page: the destination takes the
     source's flags, owner and contents, and the owner's mapping (remove_migration_ptes) now
     points at the destination; the destination goes back on the LRU."""
-    keep = s.flags[dst] & ~(PG_lru)
-    s.flags[dst] = keep | (s.flags[src] & ~(PG_lru)) | PG_lru
+    s.flags[dst] = s.flags[src] | PG_lru
     owner = s.owner[src]
     s.owner[dst] = owner
     s.order[dst] = 0
@@ -510,8 +509,6 @@ def migrate_pages(s: State, cc: Any, mode: int, reason: int, handles: Any) -> in
         migrate_page_move(s, dst, src, handles)
         # the source loses the isolation and the owner's references: freed to the pcp lists
         s.refcount[src] = 1
-        s.owner[src] = -1
-        s.flags[src] &= PG_buddy  # all page flags cleared on free (none is PG_buddy here)
         free_the_page(s, src, 0, cpu)
         nr_succeeded += 1
     cc[CC_NR_MIGRATEPAGES] = 0 if rc == 0 else count_list(s, head)

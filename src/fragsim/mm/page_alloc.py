@@ -1010,12 +1010,14 @@ def prep_new_page(s: State, pfn: int, order: int, gfp: int, handle: int) -> None
 
 @njit(inline="always")
 def free_pages_prepare(s: State, pfn: int, order: int) -> None:
-    """free_pages_prepare(): trace mm_page_free, drop the owner, undo a compound page."""
+    """free_pages_prepare(): trace mm_page_free, drop the owner, clear the page flags
+    (``page->flags &= ~PAGE_FLAGS_CHECK_AT_PREP``) and undo a compound page."""
     trace(s, TP_MM_PAGE_FREE, pfn, order, 0, 0, 0, 0)
     s.refcount[pfn] = 0
     s.owner[pfn] = -1
-    if s.flags[pfn] & PG_head:
-        s.flags[pfn] &= ~PG_head
+    f = s.flags[pfn]
+    s.flags[pfn] = 0
+    if f & PG_head:
         for p in range(pfn + 1, pfn + (1 << order)):
             s.flags[p] &= ~PG_tail
 
