@@ -113,7 +113,8 @@ def state_bytes_per_page(m: Machine) -> float:
     """Bytes of simulator state per simulated page: the mem_map record, the links and the
     pageblock bitmap (zone-sized scalars and the list heads are negligible)."""
     st = m.state
-    arrays = (st.nxt, st.prv, st.flags, st.order, st.pcpmt, st.refcount, st.owner, st.zoneid, st.pb)
+    arrays: list[np.ndarray] = [st.nxt, st.prv, st.flags, st.order, st.pcpmt, st.refcount]
+    arrays += [st.owner, st.zoneid, st.mops, st.pb]
     owners = {}
     for a in arrays:
         base = a.base if a.base is not None else a

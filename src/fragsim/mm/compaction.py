@@ -456,6 +456,7 @@ def migrate_page_move(s: State, dst: int, src: int, handles: Any) -> None:
     source's flags, owner and contents, and the owner's mapping (remove_migration_ptes) now
     points at the destination; the destination goes back on the LRU."""
     s.flags[dst] = s.flags[src] | PG_lru
+    s.mops[dst] = 0
     owner = s.owner[src]
     s.owner[dst] = owner
     s.order[dst] = 0

@@ -205,7 +205,9 @@ class State(NamedTuple):
     Per page (indexed by pfn, the ``mem_map``): ``flags`` (PG_* bits, fragsim/mm/page.py),
     ``order`` (buddy order of a free head, order of an allocated or pcp head), ``pcpmt`` (the
     migratetype cached in the page, ``set_pcppage_migratetype``), ``refcount`` (``page->_refcount``;
-    a pin adds GUP_PIN_COUNTING_BIAS), ``owner`` (the handle of the allocation), ``zoneid``.
+    a pin adds GUP_PIN_COUNTING_BIAS), ``owner`` (the handle of the allocation), ``zoneid``,
+    ``mops`` (``page->mapping`` of a non-LRU movable page: 1 + the index of its
+    movable_operations in the machine's table, 0 for none; fragsim/mm/migrate.py).
     ``nxt``/``prv`` are the intrusive ``page->lru``/``buddy_list``/``pcp_list`` links for every pfn,
     followed by the list heads (free_area lists, then pcp lists, then auxiliary lists).
     Per pageblock: ``pb`` (the pageblock bitmap: migratetype in bits 0-2, PB_migrate_skip bit 3).
@@ -219,6 +221,7 @@ class State(NamedTuple):
     refcount: npt.NDArray[np.int32]
     owner: npt.NDArray[np.int32]
     zoneid: npt.NDArray[np.int8]
+    mops: npt.NDArray[np.int8]
     pb: npt.NDArray[np.uint8]
     zs: npt.NDArray[np.int64]
     nr_free: npt.NDArray[np.int64]

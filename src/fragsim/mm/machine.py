@@ -48,7 +48,7 @@ MEM_MAP_DTYPE = np.dtype(
         ("order", np.int8),
         ("pcpmt", np.int8),
         ("zoneid", np.int8),
-        ("_pad", np.int8),
+        ("mops", np.int8),
     ]
 )
 # Names starting with two underscores are mangled inside a class body: alias the bits used there.
@@ -115,6 +115,8 @@ class Machine:
         #: handle -> pfn of the block allocated under it (-1: none); the caller's table given to
         #: ``run`` replaces it. Migration updates it, as the kernel's rmap walk updates PTEs.
         self.handles: npt.NDArray[np.int32] = np.full(1, NO_PAGE, np.int32)
+        #: the movable_operations of non-LRU movable pages: State.mops[pfn] - 1 indexes it
+        self.movable_ops: list[Any] = []
         self._build()
         self._boot()
 
@@ -219,6 +221,7 @@ class Machine:
             refcount=mem_map["refcount"],
             owner=mem_map["owner"],
             zoneid=zoneid,
+            mops=mem_map["mops"],
             pb=np.full(npfn >> p.pageblock_order, MIGRATE_MOVABLE, np.uint8),
             zs=zs,
             nr_free=np.zeros((nz, MAX_ORDER), np.int64),

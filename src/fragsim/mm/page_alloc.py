@@ -173,6 +173,7 @@ def borrow_state(st: State) -> State:
         borrow(st.refcount),
         borrow(st.owner),
         borrow(st.zoneid),
+        borrow(st.mops),
         borrow(st.pb),
         borrow(st.zs),
         borrow(st.nr_free),
@@ -1017,6 +1018,7 @@ def free_pages_prepare(s: State, pfn: int, order: int) -> None:
     s.owner[pfn] = -1
     f = s.flags[pfn]
     s.flags[pfn] = 0
+    s.mops[pfn] = 0  # page->mapping = NULL
     if f & PG_head:
         for p in range(pfn + 1, pfn + (1 << order)):
             s.flags[p] &= ~PG_tail
