@@ -151,6 +151,9 @@ def test_pinned_unevictable_and_non_lru_pages_stay_where_they_are() -> None:
     assert m.state.refcount[kernel] == 1
     migrated = vmstat.vmstat_counters(m)["pgmigrate_success"]
     m.state.prm[I.P_COMPACT_UNEVICTABLE] = 1
+    # fresh targets: free every other LRU page left in the last pageblock
+    top = sorted(int(p) for p in m.handles[m.handles >= 3584])
+    free_pfns(m, top[::2])
     m.compact_memory()
     assert not m.state.flags[unevictable] & PG_lru  # migrated: the old pfn was freed
     assert vmstat.vmstat_counters(m)["pgmigrate_success"] > migrated

@@ -23,6 +23,7 @@ from fragsim.mm.internal import (
     ALLOC_CMA,
     AUX_FREEPAGES,
     AUX_MIGRATEPAGES,
+    AUX_RET,
     AUX_TMP,
     P_AUX_SENT,
     P_COMPACT_UNEVICTABLE,
@@ -58,7 +59,9 @@ from fragsim.mm.mmzone import (
 from fragsim.mm.page import (
     PG_buddy,
     PG_head,
+    PG_isolated,
     PG_lru,
+    PG_movable,
     PG_tail,
     PG_unevictable,
     PG_writeback,
@@ -127,7 +130,39 @@ CC_DIRECT_COMPACTION = 12
 CC_RESCAN = 13
 CC_CPU = 14  # the CPU whose pcp lists receive freed pages
 CC_NR_MIGRATED = 15  # base pages migrated during this compact_zone()
-NR_CC = 16
+# the resumable state of compact_zone_run() and its steps
+CC_PHASE = 16
+CC_WAITING = 17  # the CZ_* callback whose answer is awaited
+CC_PFN = 18  # the page a callback is about
+CC_DST = 19  # the destination of a migrate_page callback
+CC_ANSWER = 20  # the callback's answer
+CC_RET = 21  # compact_zone's result
+CC_ERR = 22  # migrate_pages' result
+CC_BLK_START = 23
+CC_BLK_LOW = 24
+CC_BLK_END = 25
+CC_BLK_SCANNED = 26
+CC_BLK_ISOLATED = 27
+CC_BLK_VALID = 28
+CC_BLK_MODE = 29
+CC_LAST_MIGRATED = 30
+CC_ITER_START = 31
+CC_BATCH = 32
+CC_CURSOR = 33
+CC_MIG_PASS = 34
+CC_MIG_RETRY = 35
+CC_MIG_RETRY_PAGES = 36
+CC_MIG_SUCC = 37
+CC_MIG_FAILED = 38
+CC_MIG_FAILED_PAGES = 39
+NR_CC = 40
+
+PH_START, PH_LOOP, PH_SCAN, PH_MIGRATE, PH_PUTBACK, PH_END, PH_DONE = range(7)
+# compact_zone_run() return codes
+CZ_DONE = 0  # the result is in cc[CC_RET]
+CZ_ISOLATE = 1  # isolate_movable_page(cc[CC_PFN]); answer 1 if isolated
+CZ_MIGRATE = 2  # move_to_new_page(dst=cc[CC_DST], src=cc[CC_PFN]); answer the MigrateResult
+CZ_PUTBACK = 3  # putback_movable_page(cc[CC_PFN]); no answer
 
 
 @njit(inline="always")
@@ -350,29 +385,54 @@ def release_freepages(s: State, cc: Any) -> int:
     return high_pfn
 
 
+@njit(inline="always")
+def put_page(s: State, pfn: int, cpu: int) -> None:
+    """put_page(): drop a reference; the last one frees the page (order from the page)."""
+    s.refcount[pfn] -= 1
+    if s.refcount[pfn] == 0:
+        free_the_page(s, pfn, int(s.order[pfn]), cpu)
+
+
+@njit(inline="always")
+def isolate_success(s: State, cc: Any, pfn: int) -> None:
+    """isolate_success: onto cc->migratepages (list_add) and counted."""
+    list_add(s.nxt, s.prv, pfn, aux_list(s, AUX_MIGRATEPAGES))
+    cc[CC_NR_MIGRATEPAGES] += 1
+    cc[CC_BLK_ISOLATED] += 1
+
+
 @njit
-def isolate_migratepages_block(s: State, cc: Any, low_pfn: int, end_pfn: int, mode: int) -> int:
-    """isolate_migratepages_block() (6.1) for LRU pages: skip free blocks and compound pages,
-    take LRU pages that have no extra reference (a pin or an elevated count fails
-    ``page_count - 1 > mapcount``), are evictable unless ISOLATE_UNEVICTABLE, and in async
-    mode not under writeback; stop after COMPACT_CLUSTER_MAX pages unless rescanning.
-    SIMPLIFICATION: no LRU lists yet (PG_lru marks an LRU page), mapcount is 1, non-LRU movable
-    pages are not isolated (movable_operations come next)."""
-    start_pfn = low_pfn
-    nr_scanned = 0
-    nr_isolated = 0
-    valid = False
-    head = aux_list(s, AUX_MIGRATEPAGES)
-    cc[CC_MIGRATE_PFN] = low_pfn
+def isolate_migratepages_block(s: State, cc: Any) -> bool:
+    """isolate_migratepages_block() (6.1), resumable: scans cc[CC_BLK_LOW] .. cc[CC_BLK_END].
+    Skips free blocks and compound pages; takes LRU pages with no extra reference (a pin fails
+    ``page_count - 1 > mapcount``), evictable unless ISOLATE_UNEVICTABLE, not under writeback in
+    async mode; a non-LRU movable page (``__PageMovable && !PageIsolated``) goes to its driver
+    (isolate_movable_page): the scan returns True with the pfn in cc[CC_PFN] and resumes with the
+    answer in cc[CC_ANSWER]. Stops after COMPACT_CLUSTER_MAX pages unless rescanning. Returns
+    False when the block scan is over (traced and counted).
+    SIMPLIFICATION: no LRU lists yet (PG_lru marks an LRU page), mapcount is 1."""
+    low_pfn = cc[CC_BLK_LOW]
+    end_pfn = cc[CC_BLK_END]
+    mode = cc[CC_BLK_MODE]
+    pbo = s.prm[P_PAGEBLOCK_ORDER]
     aborted = False
+    if cc[CC_WAITING] == CZ_ISOLATE:  # the driver's answer for the page at low_pfn
+        cc[CC_WAITING] = 0
+        if cc[CC_ANSWER]:
+            isolate_success(s, cc, low_pfn)
+            low_pfn += 1
+            if cc[CC_NR_MIGRATEPAGES] >= COMPACT_CLUSTER_MAX and not cc[CC_RESCAN]:
+                end_pfn = low_pfn  # break out of the scan below
+        else:
+            low_pfn += 1
     while low_pfn < end_pfn:
-        nr_scanned += 1
-        if not valid and (low_pfn & ((1 << s.prm[P_PAGEBLOCK_ORDER]) - 1)) == 0:
+        cc[CC_BLK_SCANNED] += 1
+        if not cc[CC_BLK_VALID] and (low_pfn & ((1 << pbo) - 1)) == 0:
             if not isolation_suitable(s, cc, low_pfn):
                 low_pfn = end_pfn
                 aborted = True
                 break
-            valid = True
+            cc[CC_BLK_VALID] = 1
         f = s.flags[low_pfn]
         if f & PG_buddy:
             o = int(s.order[low_pfn])
@@ -387,6 +447,12 @@ def isolate_migratepages_block(s: State, cc: Any, low_pfn: int, end_pfn: int, mo
             low_pfn += 1
             continue
         if not (f & PG_lru):
+            if (f & PG_movable) and not (f & PG_isolated):
+                if s.refcount[low_pfn] > 0 and s.mops[low_pfn] > 0:
+                    cc[CC_BLK_LOW] = low_pfn
+                    cc[CC_PFN] = low_pfn
+                    cc[CC_WAITING] = CZ_ISOLATE
+                    return True
             low_pfn += 1
             continue
         # get_page_unless_zero(); anonymous pages with extra references (pins) fail
@@ -402,38 +468,35 @@ def isolate_migratepages_block(s: State, cc: Any, low_pfn: int, end_pfn: int, mo
         # TestClearPageLRU; del_page_from_lru_list; onto cc->migratepages with our reference
         s.flags[low_pfn] &= ~PG_lru
         s.refcount[low_pfn] += 1
-        list_add(s.nxt, s.prv, low_pfn, head)
-        cc[CC_NR_MIGRATEPAGES] += 1
-        nr_isolated += 1
+        isolate_success(s, cc, low_pfn)
         low_pfn += 1
         if cc[CC_NR_MIGRATEPAGES] >= COMPACT_CLUSTER_MAX and not cc[CC_RESCAN]:
             break
+    end_pfn = cc[CC_BLK_END]
     if low_pfn > end_pfn:
         low_pfn = end_pfn
+    nr_isolated = cc[CC_BLK_ISOLATED]
     # the first isolation sets skip_updated (test_and_set_skip), so only a block that gave
     # nothing gets its skip bit here
-    if not aborted and low_pfn == end_pfn and nr_isolated == 0 and valid:
-        set_pageblock_skip(s, pageblock_start_pfn(s, start_pfn))
-    trace(
-        s, TP_MM_COMPACTION_ISOLATE_MIGRATEPAGES, start_pfn, low_pfn, nr_scanned, nr_isolated, 0, 0
-    )
-    cc[CC_TOTAL_MIGRATE_SCANNED] += nr_scanned
+    if not aborted and low_pfn == end_pfn and nr_isolated == 0 and cc[CC_BLK_VALID]:
+        set_pageblock_skip(s, pageblock_start_pfn(s, cc[CC_BLK_START]))
+    trace(s, TP_MM_COMPACTION_ISOLATE_MIGRATEPAGES, cc[CC_BLK_START], low_pfn,
+          cc[CC_BLK_SCANNED], nr_isolated, 0, 0)
+    cc[CC_TOTAL_MIGRATE_SCANNED] += cc[CC_BLK_SCANNED]
     if nr_isolated:
         s.vm[VM_COMPACT_ISOLATED] += nr_isolated
     cc[CC_MIGRATE_PFN] = low_pfn
-    return 0
+    return False
 
 
 @njit
-def isolate_migratepages(s: State, cc: Any) -> int:
+def isolate_migratepages(s: State, cc: Any) -> bool:
     """isolate_migratepages() (6.1): from cc->migrate_pfn, pageblock by pageblock up to the free
-    scanner, scan the first suitable block. (fast_find_migrateblock returns cc->migrate_pfn when
-    skip hints are ignored, as for compact_memory.)"""
+    scanner, start the scan of the first suitable block (fast_find_migrateblock returns
+    cc->migrate_pfn when skip hints are ignored, as for compact_memory). Returns False when no
+    block is left (ISOLATE_NONE)."""
     z = cc[CC_ZONE]
     nr = 1 << s.prm[P_PAGEBLOCK_ORDER]
-    isolate_mode = (ISOLATE_UNEVICTABLE if s.prm[P_COMPACT_UNEVICTABLE] else 0) | (
-        ISOLATE_ASYNC_MIGRATE if cc[CC_MODE] != MIGRATE_SYNC else 0
-    )
     low_pfn = cc[CC_MIGRATE_PFN]
     block_start_pfn = max(pageblock_start_pfn(s, low_pfn), s.zs[z, ZF_START])
     block_end_pfn = pageblock_end_pfn(s, low_pfn)
@@ -442,21 +505,30 @@ def isolate_migratepages(s: State, cc: Any) -> int:
             aligned = (low_pfn & (nr - 1)) == 0
             if not (aligned and not isolation_suitable(s, cc, block_start_pfn)):
                 # suitable_migration_source(): every block for sync or non-direct compaction
-                isolate_migratepages_block(s, cc, low_pfn, block_end_pfn, isolate_mode)
-                break
+                cc[CC_MIGRATE_PFN] = low_pfn
+                cc[CC_BLK_START] = low_pfn
+                cc[CC_BLK_LOW] = low_pfn
+                cc[CC_BLK_END] = block_end_pfn
+                cc[CC_BLK_SCANNED] = 0
+                cc[CC_BLK_ISOLATED] = 0
+                cc[CC_BLK_VALID] = 0
+                cc[CC_BLK_MODE] = (ISOLATE_UNEVICTABLE if s.prm[P_COMPACT_UNEVICTABLE] else 0) | (
+                    ISOLATE_ASYNC_MIGRATE if cc[CC_MODE] != MIGRATE_SYNC else 0
+                )
+                return True
         cc[CC_MIGRATE_PFN] = low_pfn = block_end_pfn
         block_start_pfn = block_end_pfn
         block_end_pfn += nr
-    return ISOLATE_SUCCESS if cc[CC_NR_MIGRATEPAGES] else ISOLATE_NONE
+    return False
 
 
 @njit
 def migrate_page_move(s: State, dst: int, src: int, handles: Any) -> None:
-    """migrate_folio() / move_to_new_folio() for an LRU page: the destination takes the
-    source's flags, owner and contents, and the owner's mapping (remove_migration_ptes) now
-    points at the destination; the destination goes back on the LRU."""
-    s.flags[dst] = s.flags[src] | PG_lru
-    s.mops[dst] = 0
+    """What stays with the page when it moves (migrate_folio, remove_migration_ptes): the
+    destination takes the source's flags, owner and contents, and the owner's mapping (the
+    handle table, fragsim's rmap) now points at the destination."""
+    s.flags[dst] = s.flags[src] & ~PG_isolated
+    s.mops[dst] = s.mops[src] if s.mops[dst] == 0 else s.mops[dst]
     owner = s.owner[src]
     s.owner[dst] = owner
     s.order[dst] = 0
@@ -464,60 +536,120 @@ def migrate_page_move(s: State, dst: int, src: int, handles: Any) -> None:
         handles[owner] = dst
 
 
-@njit
-def putback_movable_pages(s: State, cc: Any) -> int:
-    """putback_movable_pages(): LRU pages go back on the LRU (putback_lru_page) and lose the
-    isolation reference. Returns the base pages put back."""
-    head = aux_list(s, AUX_MIGRATEPAGES)
-    n = 0
-    while s.nxt[head] != head:
-        page = s.nxt[head]
-        list_del(s.nxt, s.prv, page)
-        s.flags[page] |= PG_lru
-        s.refcount[page] -= 1
-        n += 1
-    cc[CC_NR_MIGRATEPAGES] = 0
-    return n
+@njit(inline="always")
+def compaction_free(s: State, cc: Any, page: int) -> None:
+    """compaction_free(): a destination that was not used goes back on cc->freepages."""
+    list_add(s.nxt, s.prv, page, aux_list(s, AUX_FREEPAGES))
+    cc[CC_NR_FREEPAGES] += 1
 
 
 @njit
-def migrate_pages(s: State, cc: Any, mode: int, reason: int, handles: Any) -> int:
-    """migrate_pages() (6.1.192) with compaction_alloc as the allocator: in batches of up to 512
-    base pages, up to 10 passes while a page asks to retry; a page whose last other reference
-    went away meanwhile (refcount 1) counts as migrated; no destination means -ENOMEM, which
-    aborts. Returns the number of pages not migrated, or -12 (-ENOMEM).
-    SIMPLIFICATION: an isolated LRU page with no pin always migrates (no lock or writeback
-    races), so -EAGAIN never happens for LRU pages yet."""
+def migrate_pages_step(s: State, cc: Any, handles: Any) -> bool:
+    """migrate_pages() / migrate_pages_batch() (6.1.192) with compaction_alloc and
+    compaction_free, resumable: up to 10 passes over cc->migratepages from its head while some
+    page asked to retry (-EAGAIN); an LRU page with no pin always moves; a page whose other
+    references are gone (refcount 1) is done; a non-LRU page goes to its driver
+    (move_to_new_folio): returns True with src in cc[CC_PFN], dst in cc[CC_DST], resumed with the
+    driver's result in cc[CC_ANSWER]. No destination is -ENOMEM, which aborts. Permanent failures
+    stay on the list for putback. Counts pgmigrate_success/fail, traces mm_migrate_pages.
+    Returns False when done; the result (pages not migrated, or -ENOMEM) is in cc[CC_ERR].
+    SIMPLIFICATION: no lock or writeback races, so an isolated unpinned LRU page never gets
+    -EAGAIN."""
     head = aux_list(s, AUX_MIGRATEPAGES)
-    nr_succeeded = 0
-    nr_failed_pages = 0
-    rc = 0
+    ret = aux_list(s, AUX_RET)
     cpu = cc[CC_CPU]
-    while s.nxt[head] != head:
-        src = s.prv[head]  # lists are built with list_add: walk from the tail = isolation order
-        if s.refcount[src] == 1:
-            # the page was freed under us: drop the isolation reference, done
+    aborted = False
+    if cc[CC_WAITING] == CZ_MIGRATE:
+        cc[CC_WAITING] = 0
+        src = cc[CC_PFN]
+        dst = cc[CC_DST]
+        rc = cc[CC_ANSWER]
+        if rc == 0:  # MIGRATEPAGE_SUCCESS: the driver moved its data to dst
             list_del(s.nxt, s.prv, src)
-            free_the_page(s, src, 0, cpu)
-            nr_succeeded += 1
+            migrate_page_move(s, dst, src, handles)
+            put_page(s, dst, cpu)  # the core's reference; the driver holds its own
+            put_page(s, src, cpu)  # the isolation reference: the source is freed
+            cc[CC_MIG_SUCC] += 1
+        elif rc == -11:  # -EAGAIN: stays on the list for the next pass
+            compaction_free(s, cc, dst)
+            cc[CC_MIG_RETRY] += 1
+            cc[CC_MIG_RETRY_PAGES] += 1
+        else:  # permanent: onto the return list, put back by the caller
+            list_del(s.nxt, s.prv, src)
+            list_add_tail(s.nxt, s.prv, src, ret)
+            compaction_free(s, cc, dst)
+            cc[CC_MIG_FAILED] += 1
+            cc[CC_MIG_FAILED_PAGES] += 1
+    while True:
+        page = cc[CC_CURSOR]
+        if page == head or page < 0:
+            # end of a pass
+            if cc[CC_MIG_RETRY] == 0 or cc[CC_MIG_PASS] + 1 >= NR_MAX_MIGRATE_PAGES_RETRY:
+                break
+            cc[CC_MIG_PASS] += 1
+            cc[CC_MIG_RETRY] = 0
+            cc[CC_MIG_RETRY_PAGES] = 0
+            cc[CC_CURSOR] = s.nxt[head]
+            continue
+        cc[CC_CURSOR] = s.nxt[page]
+        if s.refcount[page] == 1:  # freed under us
+            list_del(s.nxt, s.prv, page)
+            s.flags[page] &= ~PG_isolated
+            put_page(s, page, cpu)
+            cc[CC_MIG_SUCC] += 1
             continue
         dst = compaction_alloc(s, cc)
         if dst < 0:
-            nr_failed_pages += 1  # -ENOMEM: this page fails; the rest are returned unmigrated
-            rc = -12
+            cc[CC_MIG_FAILED_PAGES] += 1 + cc[CC_MIG_RETRY_PAGES]
+            aborted = True
             break
-        list_del(s.nxt, s.prv, src)
-        migrate_page_move(s, dst, src, handles)
-        # the source loses the isolation and the owner's references: freed to the pcp lists
-        s.refcount[src] = 1
-        free_the_page(s, src, 0, cpu)
-        nr_succeeded += 1
-    cc[CC_NR_MIGRATEPAGES] = 0 if rc == 0 else count_list(s, head)
-    s.vm[VM_PGMIGRATE_SUCCESS] += nr_succeeded
-    s.vm[VM_PGMIGRATE_FAIL] += nr_failed_pages
-    trace(s, TP_MM_MIGRATE_PAGES, nr_succeeded, nr_failed_pages, 0, 0, 0, mode | (reason << 8))
-    cc[CC_NR_MIGRATED] += nr_succeeded
-    return rc if rc < 0 else cc[CC_NR_MIGRATEPAGES]
+        if s.flags[page] & PG_isolated:  # a non-LRU movable page: its driver moves it
+            cc[CC_PFN] = page
+            cc[CC_DST] = dst
+            cc[CC_WAITING] = CZ_MIGRATE
+            return True
+        list_del(s.nxt, s.prv, page)
+        migrate_page_move(s, dst, page, handles)
+        s.flags[dst] |= PG_lru  # putback_lru_page(newpage)
+        s.refcount[page] = 1  # the owner's reference went to the destination
+        put_page(s, page, cpu)
+        cc[CC_MIG_SUCC] += 1
+    # whatever is left on the list after the passes failed; return the permanent failures
+    if not aborted:
+        cc[CC_MIG_FAILED] += cc[CC_MIG_RETRY]
+        cc[CC_MIG_FAILED_PAGES] += cc[CC_MIG_RETRY_PAGES]
+    while s.nxt[ret] != ret:
+        p = s.nxt[ret]
+        list_del(s.nxt, s.prv, p)
+        list_add_tail(s.nxt, s.prv, p, head)
+    left = count_list(s, head)
+    cc[CC_ERR] = -12 if aborted else left
+    cc[CC_NR_MIGRATEPAGES] = left
+    succ = cc[CC_MIG_SUCC]
+    s.vm[VM_PGMIGRATE_SUCCESS] += succ
+    s.vm[VM_PGMIGRATE_FAIL] += cc[CC_MIG_FAILED_PAGES]
+    trace(s, TP_MM_MIGRATE_PAGES, succ, cc[CC_MIG_FAILED_PAGES], 0, 0, 0,
+          cc[CC_MODE] | (MR_COMPACTION << 8))
+    cc[CC_NR_MIGRATED] += succ
+    return False
+
+
+@njit
+def putback_movable_pages_step(s: State, cc: Any) -> bool:
+    """putback_movable_pages() (6.1), resumable: LRU pages go back on the LRU and lose the
+    isolation reference; a non-LRU movable page goes to its driver (putback_page): returns True
+    with the pfn in cc[CC_PFN] (the caller clears PG_isolated and drops the reference)."""
+    head = aux_list(s, AUX_MIGRATEPAGES)
+    while s.nxt[head] != head:
+        page = s.nxt[head]
+        list_del(s.nxt, s.prv, page)
+        if s.flags[page] & PG_isolated:
+            cc[CC_PFN] = page
+            return True
+        s.flags[page] |= PG_lru
+        s.refcount[page] -= 1
+    cc[CC_NR_MIGRATEPAGES] = 0
+    return False
 
 
 @njit
@@ -536,78 +668,84 @@ def __compact_finished(s: State, cc: Any) -> int:
     meet over the whole zone, else CONTINUE (is_via_compact_memory). The order > 0 conditions
     come with direct compaction."""
     if compact_scanners_met(s, cc):
-        # reset_cached_positions() is the caller's (Python) business
         return COMPACT_COMPLETE if cc[CC_WHOLE_ZONE] else COMPACT_PARTIAL_SKIPPED
     return COMPACT_CONTINUE
 
 
 @njit
-def compact_zone(st: State, cc: Any, handles: Any) -> int:
-    """compact_zone() (6.1) for a whole-zone pass: scanners start at the zone's ends, loop until
-    __compact_finished(): isolate a batch, migrate it, put back what failed; then release the
-    unused free pages and count compact_migrate_scanned / compact_free_scanned."""
+def compact_zone_run(st: State, cc: Any, handles: Any) -> int:
+    """compact_zone() (6.1) for a whole-zone pass, as a resumable state machine: scanners start
+    at the zone's ends; loop until __compact_finished(): isolate a batch, migrate it, put back
+    what failed; then release the unused free pages and count compact_migrate_scanned /
+    compact_free_scanned. Returns CZ_DONE (result in cc[CC_RET]) or a CZ_* request for a
+    driver callback, after which the caller calls it again."""
     s = borrow_state(st)
     z = cc[CC_ZONE]
     start_pfn = s.zs[z, ZF_START]
     end_pfn = s.zs[z, ZF_END]
-    sync = cc[CC_MODE] != MIGRATE_ASYNC
-    cc[CC_TOTAL_MIGRATE_SCANNED] = 0
-    cc[CC_TOTAL_FREE_SCANNED] = 0
-    cc[CC_NR_MIGRATEPAGES] = 0
-    cc[CC_NR_FREEPAGES] = 0
-    cc[CC_NR_MIGRATED] = 0
-    cc[CC_MIGRATE_PFN] = start_pfn
-    cc[CC_FREE_PFN] = pageblock_start_pfn(s, end_pfn - 1)
-    trace(
-        s,
-        TP_MM_COMPACTION_BEGIN,
-        start_pfn,
-        cc[CC_MIGRATE_PFN],
-        cc[CC_FREE_PFN],
-        end_pfn,
-        1 if sync else 0,
-        0,
-    )
-    last_migrated_pfn = 0
+    sync = 1 if cc[CC_MODE] != MIGRATE_ASYNC else 0
     while True:
-        ret = __compact_finished(s, cc)
-        if ret != COMPACT_CONTINUE:
-            break
-        iteration_start_pfn = cc[CC_MIGRATE_PFN]
-        cc[CC_RESCAN] = 0
-        if pageblock_start_pfn(s, last_migrated_pfn) == pageblock_start_pfn(s, iteration_start_pfn):
-            cc[CC_RESCAN] = 1
-        r = isolate_migratepages(s, cc)
-        if r == ISOLATE_NONE:
-            continue
-        last_migrated_pfn = iteration_start_pfn
-        before = cc[CC_NR_MIGRATED]
-        isolated = cc[CC_NR_MIGRATEPAGES]
-        err = migrate_pages(s, cc, cc[CC_MODE], MR_COMPACTION, handles)
-        migrated = cc[CC_NR_MIGRATED] - before
-        trace(s, TP_MM_COMPACTION_MIGRATEPAGES, migrated, isolated - migrated, 0, 0, 0, 0)
-        cc[CC_NR_MIGRATEPAGES] = 0
-        if err:
-            putback_movable_pages(s, cc)
-            if err == -12 and not compact_scanners_met(s, cc):
-                ret = COMPACT_CONTENDED
-                break
-    if cc[CC_NR_FREEPAGES] > 0:
-        release_freepages(s, cc)
-        cc[CC_NR_FREEPAGES] = 0
-    s.vm[VM_COMPACT_MIGRATE_SCANNED] += cc[CC_TOTAL_MIGRATE_SCANNED]
-    s.vm[VM_COMPACT_FREE_SCANNED] += cc[CC_TOTAL_FREE_SCANNED]
-    trace(
-        s,
-        TP_MM_COMPACTION_END,
-        start_pfn,
-        cc[CC_MIGRATE_PFN],
-        cc[CC_FREE_PFN],
-        end_pfn,
-        1 if sync else 0,
-        ret,
-    )
-    return ret
+        phase = cc[CC_PHASE]
+        if phase == PH_START:
+            for f in range(NR_CC):
+                if f not in (CC_ZONE, CC_ORDER, CC_MODE, CC_WHOLE_ZONE, CC_IGNORE_SKIP_HINT,
+                             CC_IGNORE_BLOCK_SUITABLE, CC_DIRECT_COMPACTION, CC_CPU):
+                    cc[f] = 0
+            cc[CC_MIGRATE_PFN] = start_pfn
+            cc[CC_FREE_PFN] = pageblock_start_pfn(s, end_pfn - 1)
+            trace(s, TP_MM_COMPACTION_BEGIN, start_pfn, cc[CC_MIGRATE_PFN], cc[CC_FREE_PFN],
+                  end_pfn, sync, 0)
+            cc[CC_PHASE] = PH_LOOP
+        elif phase == PH_LOOP:
+            ret = __compact_finished(s, cc)
+            if ret != COMPACT_CONTINUE:
+                cc[CC_RET] = ret
+                cc[CC_PHASE] = PH_END
+                continue
+            iteration_start_pfn = cc[CC_MIGRATE_PFN]
+            cc[CC_RESCAN] = 1 if pageblock_start_pfn(s, cc[CC_LAST_MIGRATED]) == (
+                pageblock_start_pfn(s, iteration_start_pfn)
+            ) else 0
+            cc[CC_ITER_START] = iteration_start_pfn
+            cc[CC_PHASE] = PH_SCAN if isolate_migratepages(s, cc) else PH_LOOP
+        elif phase == PH_SCAN:
+            if isolate_migratepages_block(s, cc):
+                return CZ_ISOLATE
+            if cc[CC_NR_MIGRATEPAGES] == 0:  # ISOLATE_NONE
+                cc[CC_PHASE] = PH_LOOP
+                continue
+            cc[CC_LAST_MIGRATED] = cc[CC_ITER_START]
+            cc[CC_BATCH] = cc[CC_NR_MIGRATEPAGES]
+            for f in (CC_MIG_PASS, CC_MIG_RETRY, CC_MIG_RETRY_PAGES, CC_MIG_SUCC,
+                      CC_MIG_FAILED, CC_MIG_FAILED_PAGES):
+                cc[f] = 0
+            cc[CC_CURSOR] = s.nxt[aux_list(s, AUX_MIGRATEPAGES)]
+            cc[CC_PHASE] = PH_MIGRATE
+        elif phase == PH_MIGRATE:
+            if migrate_pages_step(s, cc, handles):
+                return CZ_MIGRATE
+            migrated = cc[CC_MIG_SUCC]
+            trace(s, TP_MM_COMPACTION_MIGRATEPAGES, migrated, cc[CC_BATCH] - migrated, 0, 0, 0,
+                  0)
+            cc[CC_PHASE] = PH_PUTBACK if cc[CC_ERR] else PH_LOOP
+        elif phase == PH_PUTBACK:
+            if putback_movable_pages_step(s, cc):
+                return CZ_PUTBACK
+            if cc[CC_ERR] == -12 and not compact_scanners_met(s, cc):
+                cc[CC_RET] = COMPACT_CONTENDED
+                cc[CC_PHASE] = PH_END
+            else:
+                cc[CC_PHASE] = PH_LOOP
+        else:  # PH_END
+            if cc[CC_NR_FREEPAGES] > 0:
+                release_freepages(s, cc)
+                cc[CC_NR_FREEPAGES] = 0
+            s.vm[VM_COMPACT_MIGRATE_SCANNED] += cc[CC_TOTAL_MIGRATE_SCANNED]
+            s.vm[VM_COMPACT_FREE_SCANNED] += cc[CC_TOTAL_FREE_SCANNED]
+            trace(s, TP_MM_COMPACTION_END, start_pfn, cc[CC_MIGRATE_PFN], cc[CC_FREE_PFN],
+                  end_pfn, sync, cc[CC_RET])
+            cc[CC_PHASE] = PH_DONE
+            return CZ_DONE
 
 
 def new_compact_control() -> np.ndarray:
@@ -627,6 +765,7 @@ __all__ = [
     "compact_node",
     "compact_nodes",
     "compact_zone",
+    "compact_zone_run",
     "new_compact_control",
 ]
 
@@ -649,10 +788,30 @@ def compact_node(machine: Any, nid: int) -> list[int]:
     return results
 
 
+def compact_zone(machine: Any, cc: np.ndarray) -> int:
+    """Run compact_zone_run() to the end, making the driver callbacks it asks for through the
+    movable_operations contract (fragsim/mm/migrate.py). Returns the compact_result."""
+    from fragsim.mm import migrate
+
+    mode = migrate.MigrateMode(int(cc[CC_MODE]))
+    while True:
+        status = int(compact_zone_run(machine.state, cc, machine.handles))
+        if machine.tracer is not None and machine.state.prm[P_TPOS]:
+            machine.tracer.flush(machine)
+        if status == CZ_DONE:
+            return int(cc[CC_RET])
+        pfn = int(cc[CC_PFN])
+        if status == CZ_ISOLATE:
+            imode = migrate.IsolateMode(int(cc[CC_BLK_MODE]))
+            cc[CC_ANSWER] = 1 if migrate.isolate_movable_page(machine, pfn, imode) == 0 else 0
+        elif status == CZ_MIGRATE:
+            cc[CC_ANSWER] = int(migrate.move_to_new_page(machine, int(cc[CC_DST]), pfn, mode))
+        else:  # CZ_PUTBACK
+            migrate.putback_movable_page(machine, pfn)
+
+
 def _run_compact_zone(machine: Any, cc: np.ndarray) -> int:
-    ret = int(compact_zone(machine.state, cc, machine.handles))
-    if machine.tracer is not None and machine.state.prm[P_TPOS]:
-        machine.tracer.flush(machine)
+    ret = compact_zone(machine, cc)
     if machine.debug:
         from fragsim.mm.debug import check_invariants
 

@@ -108,7 +108,8 @@ NR_P = 37
 AUX_MIGRATEPAGES = 0  # cc->migratepages
 AUX_FREEPAGES = 1  # cc->freepages
 AUX_TMP = 2  # a scratch list (split_map_pages' tmp_list)
-NR_AUX_LISTS = 3
+AUX_RET = 3  # migrate_pages' ret_folios
+NR_AUX_LISTS = 4
 
 # --- vm_event_item counters that live outside zones: State.vm[VM_*] ------------------------------
 VM_PGFREE = 0
