@@ -107,25 +107,33 @@ def test_compaction_tracepoints_follow_the_kernels_sequence() -> None:
             "mm_compaction_isolate_freepages",
             "mm_compaction_migratepages",
             "mm_migrate_pages",
+            "mm_compaction_suitable",
+            "mm_compaction_finished",
         ],
     ).attach(m)
     assert m.compact_memory() == [COMPACT_COMPLETE]
     m.tracer.flush(m)
     events = [line.split(": ")[1] for line in buf.getvalue().splitlines()]
     bodies = [line.split(": ", 2)[2] for line in buf.getvalue().splitlines()]
-    assert events[0] == "mm_compaction_begin"
-    assert bodies[0] == "zone_start=0x0 migrate_pfn=0x0 free_pfn=0xe00 zone_end=0x1000, mode=sync"
-    assert events[1] == "mm_compaction_isolate_migratepages"
-    assert bodies[1].startswith("range=(0x0 ~ 0x200) ") and bodies[1].endswith(" nr_taken=3")
-    assert events[2] == "mm_compaction_isolate_freepages"
-    assert bodies[2].startswith("range=(0xe00 ~ ")
-    assert events[3] == "mm_migrate_pages"
-    assert bodies[3] == (
+    # the real 6.1 trace of compact_memory starts the same way (shared/data/oracle-6.1, s03)
+    assert events[:2] == ["mm_compaction_suitable", "mm_compaction_begin"]
+    assert bodies[0] == "node=0 zone=Normal   order=-1 ret=continue"
+    assert bodies[1] == "zone_start=0x0 migrate_pfn=0x0 free_pfn=0xe00 zone_end=0x1000, mode=sync"
+    assert events[2] == "mm_compaction_finished"
+    assert bodies[2] == "node=0 zone=Normal   order=-1 ret=continue"
+    assert events[3] == "mm_compaction_isolate_migratepages"
+    assert bodies[3].startswith("range=(0x0 ~ 0x200) ") and bodies[3].endswith(" nr_taken=3")
+    assert events[4] == "mm_compaction_isolate_freepages"
+    assert bodies[4].startswith("range=(0xe00 ~ ")
+    assert events[5] == "mm_migrate_pages"
+    assert bodies[5] == (
         "nr_succeeded=3 nr_failed=0 nr_thp_succeeded=0 nr_thp_failed=0 "
         "nr_thp_split=0 mode=MIGRATE_SYNC reason=compaction"
     )
-    assert events[4] == "mm_compaction_migratepages" and bodies[4] == "nr_migrated=3 nr_failed=0"
-    assert events[-1] == "mm_compaction_end" and bodies[-1].endswith("mode=sync status=complete")
+    assert events[6] == "mm_compaction_migratepages" and bodies[6] == "nr_migrated=3 nr_failed=0"
+    assert events[-2:] == ["mm_compaction_finished", "mm_compaction_end"]
+    assert bodies[-2] == "node=0 zone=Normal   order=-1 ret=complete"
+    assert bodies[-1].endswith("mode=sync status=complete")
     assert all(m.state.owner[p] == -1 for p in pfns)  # the sources were freed
 
 

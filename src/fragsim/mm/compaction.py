@@ -31,9 +31,11 @@ from fragsim.mm.internal import (
     P_TPOS,
     TP_MM_COMPACTION_BEGIN,
     TP_MM_COMPACTION_END,
+    TP_MM_COMPACTION_FINISHED,
     TP_MM_COMPACTION_ISOLATE_FREEPAGES,
     TP_MM_COMPACTION_ISOLATE_MIGRATEPAGES,
     TP_MM_COMPACTION_MIGRATEPAGES,
+    TP_MM_COMPACTION_SUITABLE,
     TP_MM_MIGRATE_PAGES,
     VM_COMPACT_FREE_SCANNED,
     VM_COMPACT_ISOLATED,
@@ -480,8 +482,16 @@ def isolate_migratepages_block(s: State, cc: Any) -> bool:
     # nothing gets its skip bit here
     if not aborted and low_pfn == end_pfn and nr_isolated == 0 and cc[CC_BLK_VALID]:
         set_pageblock_skip(s, pageblock_start_pfn(s, cc[CC_BLK_START]))
-    trace(s, TP_MM_COMPACTION_ISOLATE_MIGRATEPAGES, cc[CC_BLK_START], low_pfn,
-          cc[CC_BLK_SCANNED], nr_isolated, 0, 0)
+    trace(
+        s,
+        TP_MM_COMPACTION_ISOLATE_MIGRATEPAGES,
+        cc[CC_BLK_START],
+        low_pfn,
+        cc[CC_BLK_SCANNED],
+        nr_isolated,
+        0,
+        0,
+    )
     cc[CC_TOTAL_MIGRATE_SCANNED] += cc[CC_BLK_SCANNED]
     if nr_isolated:
         s.vm[VM_COMPACT_ISOLATED] += nr_isolated
@@ -628,8 +638,16 @@ def migrate_pages_step(s: State, cc: Any, handles: Any) -> bool:
     succ = cc[CC_MIG_SUCC]
     s.vm[VM_PGMIGRATE_SUCCESS] += succ
     s.vm[VM_PGMIGRATE_FAIL] += cc[CC_MIG_FAILED_PAGES]
-    trace(s, TP_MM_MIGRATE_PAGES, succ, cc[CC_MIG_FAILED_PAGES], 0, 0, 0,
-          cc[CC_MODE] | (MR_COMPACTION << 8))
+    trace(
+        s,
+        TP_MM_MIGRATE_PAGES,
+        succ,
+        cc[CC_MIG_FAILED_PAGES],
+        0,
+        0,
+        0,
+        cc[CC_MODE] | (MR_COMPACTION << 8),
+    )
     cc[CC_NR_MIGRATED] += succ
     return False
 
@@ -687,25 +705,50 @@ def compact_zone_run(st: State, cc: Any, handles: Any) -> int:
     while True:
         phase = cc[CC_PHASE]
         if phase == PH_START:
+            # compaction_suitable(): order -1 (compact_memory) always continues
+            trace(s, TP_MM_COMPACTION_SUITABLE, z, cc[CC_ORDER], COMPACT_CONTINUE, 0, 0, 0)
             for f in range(NR_CC):
-                if f not in (CC_ZONE, CC_ORDER, CC_MODE, CC_WHOLE_ZONE, CC_IGNORE_SKIP_HINT,
-                             CC_IGNORE_BLOCK_SUITABLE, CC_DIRECT_COMPACTION, CC_CPU):
+                if f not in (
+                    CC_ZONE,
+                    CC_ORDER,
+                    CC_MODE,
+                    CC_WHOLE_ZONE,
+                    CC_IGNORE_SKIP_HINT,
+                    CC_IGNORE_BLOCK_SUITABLE,
+                    CC_DIRECT_COMPACTION,
+                    CC_CPU,
+                ):
                     cc[f] = 0
             cc[CC_MIGRATE_PFN] = start_pfn
             cc[CC_FREE_PFN] = pageblock_start_pfn(s, end_pfn - 1)
-            trace(s, TP_MM_COMPACTION_BEGIN, start_pfn, cc[CC_MIGRATE_PFN], cc[CC_FREE_PFN],
-                  end_pfn, sync, 0)
+            trace(
+                s,
+                TP_MM_COMPACTION_BEGIN,
+                start_pfn,
+                cc[CC_MIGRATE_PFN],
+                cc[CC_FREE_PFN],
+                end_pfn,
+                sync,
+                0,
+            )
             cc[CC_PHASE] = PH_LOOP
         elif phase == PH_LOOP:
+            # compact_finished(): trace, and NO_SUITABLE_PAGE means continue
             ret = __compact_finished(s, cc)
+            trace(s, TP_MM_COMPACTION_FINISHED, z, cc[CC_ORDER], ret, 0, 0, 0)
+            if ret == COMPACT_NO_SUITABLE_PAGE:
+                ret = COMPACT_CONTINUE
             if ret != COMPACT_CONTINUE:
                 cc[CC_RET] = ret
                 cc[CC_PHASE] = PH_END
                 continue
             iteration_start_pfn = cc[CC_MIGRATE_PFN]
-            cc[CC_RESCAN] = 1 if pageblock_start_pfn(s, cc[CC_LAST_MIGRATED]) == (
-                pageblock_start_pfn(s, iteration_start_pfn)
-            ) else 0
+            cc[CC_RESCAN] = (
+                1
+                if pageblock_start_pfn(s, cc[CC_LAST_MIGRATED])
+                == (pageblock_start_pfn(s, iteration_start_pfn))
+                else 0
+            )
             cc[CC_ITER_START] = iteration_start_pfn
             cc[CC_PHASE] = PH_SCAN if isolate_migratepages(s, cc) else PH_LOOP
         elif phase == PH_SCAN:
@@ -716,8 +759,14 @@ def compact_zone_run(st: State, cc: Any, handles: Any) -> int:
                 continue
             cc[CC_LAST_MIGRATED] = cc[CC_ITER_START]
             cc[CC_BATCH] = cc[CC_NR_MIGRATEPAGES]
-            for f in (CC_MIG_PASS, CC_MIG_RETRY, CC_MIG_RETRY_PAGES, CC_MIG_SUCC,
-                      CC_MIG_FAILED, CC_MIG_FAILED_PAGES):
+            for f in (
+                CC_MIG_PASS,
+                CC_MIG_RETRY,
+                CC_MIG_RETRY_PAGES,
+                CC_MIG_SUCC,
+                CC_MIG_FAILED,
+                CC_MIG_FAILED_PAGES,
+            ):
                 cc[f] = 0
             cc[CC_CURSOR] = s.nxt[aux_list(s, AUX_MIGRATEPAGES)]
             cc[CC_PHASE] = PH_MIGRATE
@@ -725,8 +774,7 @@ def compact_zone_run(st: State, cc: Any, handles: Any) -> int:
             if migrate_pages_step(s, cc, handles):
                 return CZ_MIGRATE
             migrated = cc[CC_MIG_SUCC]
-            trace(s, TP_MM_COMPACTION_MIGRATEPAGES, migrated, cc[CC_BATCH] - migrated, 0, 0, 0,
-                  0)
+            trace(s, TP_MM_COMPACTION_MIGRATEPAGES, migrated, cc[CC_BATCH] - migrated, 0, 0, 0, 0)
             cc[CC_PHASE] = PH_PUTBACK if cc[CC_ERR] else PH_LOOP
         elif phase == PH_PUTBACK:
             if putback_movable_pages_step(s, cc):
@@ -742,8 +790,16 @@ def compact_zone_run(st: State, cc: Any, handles: Any) -> int:
                 cc[CC_NR_FREEPAGES] = 0
             s.vm[VM_COMPACT_MIGRATE_SCANNED] += cc[CC_TOTAL_MIGRATE_SCANNED]
             s.vm[VM_COMPACT_FREE_SCANNED] += cc[CC_TOTAL_FREE_SCANNED]
-            trace(s, TP_MM_COMPACTION_END, start_pfn, cc[CC_MIGRATE_PFN], cc[CC_FREE_PFN],
-                  end_pfn, sync, cc[CC_RET])
+            trace(
+                s,
+                TP_MM_COMPACTION_END,
+                start_pfn,
+                cc[CC_MIGRATE_PFN],
+                cc[CC_FREE_PFN],
+                end_pfn,
+                sync,
+                cc[CC_RET],
+            )
             cc[CC_PHASE] = PH_DONE
             return CZ_DONE
 

@@ -159,7 +159,9 @@ TP_MM_COMPACTION_ISOLATE_MIGRATEPAGES = 7  # pfn=start order=end a=nr_scanned b=
 TP_MM_COMPACTION_ISOLATE_FREEPAGES = 8  # as above
 TP_MM_COMPACTION_MIGRATEPAGES = 9  # pfn=nr_migrated order=nr_failed
 TP_MM_MIGRATE_PAGES = 10  # pfn=succeeded order=failed a/b/c=thp ok/failed/split d=mode|reason<<8
-NR_TP = 11
+TP_MM_COMPACTION_SUITABLE = 11  # pfn=zone id order=order a=ret
+TP_MM_COMPACTION_FINISHED = 12  # pfn=zone id order=order a=ret
+NR_TP = 13
 TP_NAMES = (
     "mm_page_alloc",
     "mm_page_free",
@@ -172,6 +174,8 @@ TP_NAMES = (
     "mm_compaction_isolate_freepages",
     "mm_compaction_migratepages",
     "mm_migrate_pages",
+    "mm_compaction_suitable",
+    "mm_compaction_finished",
 )
 TB_ID, TB_TIME, TB_PFN, TB_ORDER, TB_A, TB_B, TB_C, TB_D = range(8)
 NR_TB = 8

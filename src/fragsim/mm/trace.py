@@ -94,6 +94,12 @@ class Tracer:
                     f"alloc_migratetype={mtmap[b]} fallback_migratetype={mtmap[c]} "
                     f"fragmenting={1 if a < pbo else 0} change_ownership={d}"
                 )
+            elif tp in (I.TP_MM_COMPACTION_SUITABLE, I.TP_MM_COMPACTION_FINISHED):
+                node = int(m.state.zs[pfn, I.ZF_NODE])
+                body = (
+                    f"node={node} zone={m.zone_name(pfn):<8s} order={order} "
+                    f"ret={COMPACTION_STATUS[a]}"
+                )
             else:
                 body = _compaction_body(tp, pfn, order, a, b, c, d)
             write(prefix + body + "\n")
