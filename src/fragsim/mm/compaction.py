@@ -21,12 +21,15 @@ import numpy as np
 from fragsim.mm._numba import njit
 from fragsim.mm.internal import (
     ALLOC_CMA,
+    ALLOC_WMARK_MASK,
     AUX_FREEPAGES,
     AUX_MIGRATEPAGES,
     AUX_RET,
     AUX_TMP,
     P_AUX_SENT,
     P_COMPACT_UNEVICTABLE,
+    P_CONFIG_CMA,
+    P_EXTFRAG_THRESHOLD,
     P_PAGEBLOCK_ORDER,
     P_TPOS,
     TP_MM_COMPACTION_BEGIN,
@@ -42,11 +45,13 @@ from fragsim.mm.internal import (
     VM_COMPACT_MIGRATE_SCANNED,
     VM_PGMIGRATE_FAIL,
     VM_PGMIGRATE_SUCCESS,
+    ZF_BOOST,
     ZF_END,
     ZF_MANAGED,
     ZF_NODE,
     ZF_NR_FREE_PAGES,
     ZF_START,
+    ZF_WMARK_LOW,
     ZF_WMARK_MIN,
     State,
 )
@@ -56,6 +61,7 @@ from fragsim.mm.mmzone import (
     MIGRATE_ISOLATE,
     MIGRATE_MOVABLE,
     MIGRATE_PCPTYPES,
+    PAGE_ALLOC_COSTLY_ORDER,
     PB_MIGRATE_SKIP,
 )
 from fragsim.mm.page import (
@@ -72,6 +78,9 @@ from fragsim.mm.page_alloc import (
     __zone_watermark_ok,
     borrow_state,
     del_page_from_free_list,
+    drain_pages_zone,
+    find_suitable_fallback,
+    free_list,
     free_the_page,
     get_pageblock_migratetype,
     list_add,
@@ -80,6 +89,7 @@ from fragsim.mm.page_alloc import (
     mod_zone_freepage_state,
     set_pageblock_migratetype,
     trace,
+    wmark_pages,
 )
 
 COMPACT_CLUSTER_MAX = 32  # SWAP_CLUSTER_MAX
@@ -157,7 +167,10 @@ CC_MIG_RETRY_PAGES = 36
 CC_MIG_SUCC = 37
 CC_MIG_FAILED = 38
 CC_MIG_FAILED_PAGES = 39
-NR_CC = 40
+CC_MIGRATETYPE = 40  # gfp_migratetype(cc->gfp_mask)
+CC_ALLOC_FLAGS = 41
+CC_HIGHEST_ZONEIDX = 42
+NR_CC = 43
 
 PH_START, PH_LOOP, PH_SCAN, PH_MIGRATE, PH_PUTBACK, PH_END, PH_DONE = range(7)
 # compact_zone_run() return codes
@@ -682,12 +695,100 @@ def count_list(s: State, head: int) -> int:
 
 @njit
 def __compact_finished(s: State, cc: Any) -> int:
-    """__compact_finished() (6.1), for compact_memory (order -1): COMPLETE when the scanners
-    meet over the whole zone, else CONTINUE (is_via_compact_memory). The order > 0 conditions
-    come with direct compaction."""
+    """__compact_finished() (6.1, without proactive compaction): COMPLETE (whole zone) or
+    PARTIAL_SKIPPED when the scanners meet; CONTINUE for compact_memory (order -1) or while the
+    migration scanner is inside a pageblock; SUCCESS when a free block of the order exists for
+    the request's migratetype (its own list, CMA for MOVABLE, or a fallback that could be
+    claimed: find_suitable_fallback(only_stealable)); else NO_SUITABLE_PAGE."""
     if compact_scanners_met(s, cc):
         return COMPACT_COMPLETE if cc[CC_WHOLE_ZONE] else COMPACT_PARTIAL_SKIPPED
-    return COMPACT_CONTINUE
+    order = cc[CC_ORDER]
+    if order < 0:
+        return COMPACT_CONTINUE
+    if cc[CC_MIGRATE_PFN] & ((1 << s.prm[P_PAGEBLOCK_ORDER]) - 1):
+        return COMPACT_CONTINUE
+    z = cc[CC_ZONE]
+    mt = cc[CC_MIGRATETYPE]
+    for o in range(order, MAX_ORDER):
+        head = free_list(s, z, o, mt)
+        if s.nxt[head] != head:
+            return COMPACT_SUCCESS
+        if s.prm[P_CONFIG_CMA] and mt == MIGRATE_MOVABLE:
+            head = free_list(s, z, o, MIGRATE_CMA)
+            if s.nxt[head] != head:
+                return COMPACT_SUCCESS
+        fallback, _ = find_suitable_fallback(s, z, o, mt, True)
+        if fallback != -1:
+            return COMPACT_SUCCESS
+    return COMPACT_NO_SUITABLE_PAGE
+
+
+@njit
+def fragmentation_index(s: State, z: int, order: int) -> int:
+    """fragmentation_index() (mm/vmstat.c): see fragsim.mm.vmstat.fragmentation_index."""
+    free_pages = 0
+    total = 0
+    suitable = 0
+    for o in range(MAX_ORDER):
+        blocks = s.nr_free[z, o]
+        total += blocks
+        free_pages += blocks << o
+        if o >= order:
+            suitable += blocks << (o - order)
+    if total == 0:
+        return 0
+    if suitable:
+        return -1000
+    return 1000 - (1000 + free_pages * 1000 // (1 << order)) // total
+
+
+@njit
+def compaction_suitable(
+    s: State, z: int, order: int, alloc_flags: int, highest_zoneidx: int
+) -> int:
+    """compaction_suitable() (6.1): CONTINUE for compact_memory; SUCCESS if the allocation's
+    watermark check already passes; SKIPPED unless free memory exceeds the min (low for costly
+    orders) watermark plus compact_gap(order) = 2 << order; for costly orders SKIPPED (traced
+    as not_suitable_zone) when the fragmentation index is 0..extfrag_threshold, i.e. the
+    failure would be for lack of memory, not fragmentation."""
+    if order < 0:
+        ret = COMPACT_CONTINUE
+    else:
+        mark = wmark_pages(s, z, alloc_flags & ALLOC_WMARK_MASK)
+        free = s.zs[z, ZF_NR_FREE_PAGES]
+        if __zone_watermark_ok(s, z, order, mark, highest_zoneidx, alloc_flags, free):
+            ret = COMPACT_SUCCESS
+        else:
+            if order > PAGE_ALLOC_COSTLY_ORDER:
+                mark = s.zs[z, ZF_WMARK_LOW] + s.zs[z, ZF_BOOST]
+            else:
+                mark = s.zs[z, ZF_WMARK_MIN] + s.zs[z, ZF_BOOST]
+            mark += 2 << order  # compact_gap()
+            if not __zone_watermark_ok(s, z, 0, mark, highest_zoneidx, ALLOC_CMA, free):
+                ret = COMPACT_SKIPPED
+            else:
+                ret = COMPACT_CONTINUE
+                if order > PAGE_ALLOC_COSTLY_ORDER:
+                    fragindex = fragmentation_index(s, z, order)
+                    if 0 <= fragindex <= s.prm[P_EXTFRAG_THRESHOLD]:
+                        ret = COMPACT_NOT_SUITABLE_ZONE
+    trace(s, TP_MM_COMPACTION_SUITABLE, z, order, ret, 0, 0, 0)
+    if ret == COMPACT_NOT_SUITABLE_ZONE:
+        ret = COMPACT_SKIPPED
+    return ret
+
+
+@njit
+def check_drain(s: State, cc: Any) -> None:
+    """compact_zone()'s check_drain: once the migration scanner has left the order-aligned block
+    it last migrated from, drain this CPU's pcp lists of the zone (lru_add_drain_cpu_zone ->
+    drain_local_pages) so that the freed pages merge and compact_finished() can see them."""
+    if cc[CC_ORDER] > 0 and cc[CC_LAST_MIGRATED]:
+        order = cc[CC_ORDER]
+        current_block_start = (cc[CC_MIGRATE_PFN] >> order) << order
+        if cc[CC_LAST_MIGRATED] < current_block_start:
+            drain_pages_zone(s, cc[CC_ZONE], cc[CC_CPU])
+            cc[CC_LAST_MIGRATED] = 0
 
 
 @njit
@@ -705,8 +806,13 @@ def compact_zone_run(st: State, cc: Any, handles: Any) -> int:
     while True:
         phase = cc[CC_PHASE]
         if phase == PH_START:
-            # compaction_suitable(): order -1 (compact_memory) always continues
-            trace(s, TP_MM_COMPACTION_SUITABLE, z, cc[CC_ORDER], COMPACT_CONTINUE, 0, 0, 0)
+            ret = compaction_suitable(
+                s, z, cc[CC_ORDER], cc[CC_ALLOC_FLAGS], cc[CC_HIGHEST_ZONEIDX]
+            )
+            if ret == COMPACT_SUCCESS or ret == COMPACT_SKIPPED:
+                cc[CC_RET] = ret
+                cc[CC_PHASE] = PH_DONE
+                return CZ_DONE
             for f in range(NR_CC):
                 if f not in (
                     CC_ZONE,
@@ -755,6 +861,7 @@ def compact_zone_run(st: State, cc: Any, handles: Any) -> int:
             if isolate_migratepages_block(s, cc):
                 return CZ_ISOLATE
             if cc[CC_NR_MIGRATEPAGES] == 0:  # ISOLATE_NONE
+                check_drain(s, cc)
                 cc[CC_PHASE] = PH_LOOP
                 continue
             cc[CC_LAST_MIGRATED] = cc[CC_ITER_START]
@@ -775,7 +882,11 @@ def compact_zone_run(st: State, cc: Any, handles: Any) -> int:
                 return CZ_MIGRATE
             migrated = cc[CC_MIG_SUCC]
             trace(s, TP_MM_COMPACTION_MIGRATEPAGES, migrated, cc[CC_BATCH] - migrated, 0, 0, 0, 0)
-            cc[CC_PHASE] = PH_PUTBACK if cc[CC_ERR] else PH_LOOP
+            if cc[CC_ERR]:
+                cc[CC_PHASE] = PH_PUTBACK
+            else:
+                check_drain(s, cc)
+                cc[CC_PHASE] = PH_LOOP
         elif phase == PH_PUTBACK:
             if putback_movable_pages_step(s, cc):
                 return CZ_PUTBACK
@@ -783,6 +894,7 @@ def compact_zone_run(st: State, cc: Any, handles: Any) -> int:
                 cc[CC_RET] = COMPACT_CONTENDED
                 cc[CC_PHASE] = PH_END
             else:
+                check_drain(s, cc)
                 cc[CC_PHASE] = PH_LOOP
         else:  # PH_END
             if cc[CC_NR_FREEPAGES] > 0:
@@ -804,8 +916,27 @@ def compact_zone_run(st: State, cc: Any, handles: Any) -> int:
             return CZ_DONE
 
 
-def new_compact_control() -> np.ndarray:
-    return np.zeros(NR_CC, np.int64)
+def new_compact_control(
+    zone: int = 0,
+    order: int = -1,
+    mode: int = MIGRATE_SYNC,
+    migratetype: int = 0,
+    alloc_flags: int = 0,
+    highest_zoneidx: int = 0,
+    whole_zone: bool = True,
+    ignore_skip_hint: bool = True,
+) -> np.ndarray:
+    """A struct compact_control for compact_zone_run()."""
+    cc = np.zeros(NR_CC, np.int64)
+    cc[CC_ZONE] = zone
+    cc[CC_ORDER] = order
+    cc[CC_MODE] = mode
+    cc[CC_MIGRATETYPE] = migratetype
+    cc[CC_ALLOC_FLAGS] = alloc_flags
+    cc[CC_HIGHEST_ZONEIDX] = highest_zoneidx
+    cc[CC_WHOLE_ZONE] = int(whole_zone)
+    cc[CC_IGNORE_SKIP_HINT] = int(ignore_skip_hint)
+    return cc
 
 
 __all__ = [
@@ -822,6 +953,7 @@ __all__ = [
     "compact_nodes",
     "compact_zone",
     "compact_zone_run",
+    "compaction_suitable",
     "new_compact_control",
 ]
 
@@ -834,12 +966,7 @@ def compact_node(machine: Any, nid: int) -> list[int]:
     for z in range(st.zs.shape[0]):
         if st.zs[z, ZF_NODE] != nid or st.zs[z, ZF_MANAGED] == 0:  # populated_zone()
             continue
-        cc = new_compact_control()
-        cc[CC_ZONE] = z
-        cc[CC_ORDER] = -1
-        cc[CC_MODE] = MIGRATE_SYNC
-        cc[CC_IGNORE_SKIP_HINT] = 1
-        cc[CC_WHOLE_ZONE] = 1
+        cc = new_compact_control(z, order=-1, mode=MIGRATE_SYNC)  # gfp_mask GFP_KERNEL
         results.append(int(_run_compact_zone(machine, cc)))
     return results
 

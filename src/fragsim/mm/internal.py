@@ -102,7 +102,8 @@ P_CPU = 33  # CPU the current operation runs on (stamped on trace records)
 P_SEQ = 34  # trace records ever written (for lost-record accounting)
 P_AUX_SENT = 35  # index of the first auxiliary list head (compaction's private lists)
 P_COMPACT_UNEVICTABLE = 36  # sysctl compact_unevictable_allowed
-NR_P = 37
+P_EXTFRAG_THRESHOLD = 37  # sysctl extfrag_threshold
+NR_P = 38
 
 # auxiliary list heads (State.nxt/prv at prm[P_AUX_SENT] + AUX_*)
 AUX_MIGRATEPAGES = 0  # cc->migratepages

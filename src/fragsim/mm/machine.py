@@ -207,6 +207,7 @@ class Machine:
         prm[I.P_GFPZONE : I.P_GFPZONE + 16] = self._gfp_zone_table()
         prm[I.P_AUX_SENT] = aux_sent
         prm[I.P_COMPACT_UNEVICTABLE] = 1  # sysctl compact_unevictable_allowed
+        prm[I.P_EXTFRAG_THRESHOLD] = 500  # sysctl extfrag_threshold
         pcp = np.zeros((nz, self.nr_cpus, I.NR_PCPF), np.int64)
         pcp[:, :, I.PCP_BATCH] = 1  # boot pagesets: high 0, batch 1
         nd = np.zeros((self.nr_nodes, I.NR_NDF), np.int64)
