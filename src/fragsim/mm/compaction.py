@@ -33,6 +33,9 @@ from fragsim.mm.internal import (
     P_PAGEBLOCK_ORDER,
     P_TPOS,
     TP_MM_COMPACTION_BEGIN,
+    TP_MM_COMPACTION_DEFER_COMPACTION,
+    TP_MM_COMPACTION_DEFER_RESET,
+    TP_MM_COMPACTION_DEFERRED,
     TP_MM_COMPACTION_END,
     TP_MM_COMPACTION_FINISHED,
     TP_MM_COMPACTION_ISOLATE_FREEPAGES,
@@ -46,6 +49,9 @@ from fragsim.mm.internal import (
     VM_PGMIGRATE_FAIL,
     VM_PGMIGRATE_SUCCESS,
     ZF_BOOST,
+    ZF_COMPACT_CONSIDERED,
+    ZF_COMPACT_DEFER_SHIFT,
+    ZF_COMPACT_ORDER_FAILED,
     ZF_END,
     ZF_MANAGED,
     ZF_NODE,
@@ -823,6 +829,9 @@ def compact_zone_run(st: State, cc: Any, handles: Any) -> int:
                     CC_IGNORE_BLOCK_SUITABLE,
                     CC_DIRECT_COMPACTION,
                     CC_CPU,
+                    CC_MIGRATETYPE,
+                    CC_ALLOC_FLAGS,
+                    CC_HIGHEST_ZONEIDX,
                 ):
                     cc[f] = 0
             cc[CC_MIGRATE_PFN] = start_pfn
@@ -953,9 +962,76 @@ __all__ = [
     "compact_nodes",
     "compact_zone",
     "compact_zone_run",
+    "compaction_defer_reset",
+    "compaction_deferred",
+    "compaction_restarting",
     "compaction_suitable",
+    "defer_compaction",
     "new_compact_control",
 ]
+
+
+COMPACT_MAX_DEFER_SHIFT = 6  # do not skip compaction more than 64 times
+
+
+def _defer_trace(machine: Any, tp: int, z: int, order: int) -> None:
+    zs = machine.state.zs
+    machine.trace(
+        tp,
+        z,
+        order,
+        int(zs[z, ZF_COMPACT_ORDER_FAILED]),
+        int(zs[z, ZF_COMPACT_CONSIDERED]),
+        1 << int(zs[z, ZF_COMPACT_DEFER_SHIFT]),
+    )
+
+
+def defer_compaction(machine: Any, z: int, order: int) -> None:
+    """defer_compaction() (6.1): after a failed compaction, skip the next 1 << shift attempts
+    (up to 64) for orders at or above the lowest order that failed."""
+    zs = machine.state.zs
+    zs[z, ZF_COMPACT_CONSIDERED] = 0
+    zs[z, ZF_COMPACT_DEFER_SHIFT] += 1
+    if order < zs[z, ZF_COMPACT_ORDER_FAILED]:
+        zs[z, ZF_COMPACT_ORDER_FAILED] = order
+    if zs[z, ZF_COMPACT_DEFER_SHIFT] > COMPACT_MAX_DEFER_SHIFT:
+        zs[z, ZF_COMPACT_DEFER_SHIFT] = COMPACT_MAX_DEFER_SHIFT
+    _defer_trace(machine, TP_MM_COMPACTION_DEFER_COMPACTION, z, order)
+
+
+def compaction_deferred(machine: Any, z: int, order: int) -> bool:
+    """compaction_deferred() (6.1): True if this attempt is to be skipped."""
+    zs = machine.state.zs
+    defer_limit = 1 << int(zs[z, ZF_COMPACT_DEFER_SHIFT])
+    if order < zs[z, ZF_COMPACT_ORDER_FAILED]:
+        return False
+    zs[z, ZF_COMPACT_CONSIDERED] += 1
+    if zs[z, ZF_COMPACT_CONSIDERED] >= defer_limit:
+        zs[z, ZF_COMPACT_CONSIDERED] = defer_limit
+        return False
+    _defer_trace(machine, TP_MM_COMPACTION_DEFERRED, z, order)
+    return True
+
+
+def compaction_defer_reset(machine: Any, z: int, order: int, alloc_success: bool) -> None:
+    """compaction_defer_reset() (6.1): after a compaction that succeeded (or should have)."""
+    zs = machine.state.zs
+    if alloc_success:
+        zs[z, ZF_COMPACT_CONSIDERED] = 0
+        zs[z, ZF_COMPACT_DEFER_SHIFT] = 0
+    if order >= zs[z, ZF_COMPACT_ORDER_FAILED]:
+        zs[z, ZF_COMPACT_ORDER_FAILED] = order + 1
+    _defer_trace(machine, TP_MM_COMPACTION_DEFER_RESET, z, order)
+
+
+def compaction_restarting(machine: Any, z: int, order: int) -> bool:
+    """compaction_restarting() (6.1): the deferral ran its full course (64 skips), so the skip
+    bits are cleared before compacting again."""
+    zs = machine.state.zs
+    if order < zs[z, ZF_COMPACT_ORDER_FAILED]:
+        return False
+    shift = int(zs[z, ZF_COMPACT_DEFER_SHIFT])
+    return shift == COMPACT_MAX_DEFER_SHIFT and zs[z, ZF_COMPACT_CONSIDERED] >= 1 << shift
 
 
 def compact_node(machine: Any, nid: int) -> list[int]:

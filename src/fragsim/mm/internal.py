@@ -64,7 +64,10 @@ ZF_CMA_PAGES = 21  # zone->cma_pages
 ZF_SPANNED = 22
 ZF_LOWMEM_RESERVE = 23  # lowmem_reserve[0 .. MAX_NR_ZONES-1]
 MAX_NR_ZONES = 6
-NR_ZF = ZF_LOWMEM_RESERVE + MAX_NR_ZONES
+ZF_COMPACT_CONSIDERED = ZF_LOWMEM_RESERVE + MAX_NR_ZONES  # compaction deferral state
+ZF_COMPACT_DEFER_SHIFT = ZF_COMPACT_CONSIDERED + 1
+ZF_COMPACT_ORDER_FAILED = ZF_COMPACT_CONSIDERED + 2
+NR_ZF = ZF_COMPACT_ORDER_FAILED + 1
 
 # --- per-cpu pageset scalars: State.pcp[zone, cpu, PCP_*] ---------------------------------------
 PCP_COUNT = 0
@@ -162,7 +165,10 @@ TP_MM_COMPACTION_MIGRATEPAGES = 9  # pfn=nr_migrated order=nr_failed
 TP_MM_MIGRATE_PAGES = 10  # pfn=succeeded order=failed a/b/c=thp ok/failed/split d=mode|reason<<8
 TP_MM_COMPACTION_SUITABLE = 11  # pfn=zone id order=order a=ret
 TP_MM_COMPACTION_FINISHED = 12  # pfn=zone id order=order a=ret
-NR_TP = 13
+TP_MM_COMPACTION_DEFERRED = 13  # pfn=zone id order a=order_failed b=considered c=limit
+TP_MM_COMPACTION_DEFER_COMPACTION = 14  # as above
+TP_MM_COMPACTION_DEFER_RESET = 15  # as above
+NR_TP = 16
 TP_NAMES = (
     "mm_page_alloc",
     "mm_page_free",
@@ -177,6 +183,9 @@ TP_NAMES = (
     "mm_migrate_pages",
     "mm_compaction_suitable",
     "mm_compaction_finished",
+    "mm_compaction_deferred",
+    "mm_compaction_defer_compaction",
+    "mm_compaction_defer_reset",
 )
 TB_ID, TB_TIME, TB_PFN, TB_ORDER, TB_A, TB_B, TB_C, TB_D = range(8)
 NR_TB = 8

@@ -712,21 +712,30 @@ class Machine:
         return NO_PAGE
 
     def _trace_alloc(self, pfn: int, order: int, mt: int, gfp: int) -> None:
+        self.trace(I.TP_MM_PAGE_ALLOC, pfn, order, mt, gfp)
+
+    def trace(
+        self, tp: int, pfn: int, order: int, a: int = 0, b: int = 0, c: int = 0, d: int = 0
+    ) -> None:
+        """Record a tracepoint hit from Python code, as the compiled trace() does."""
         st = self.state
-        if not (st.prm[I.P_TRACE] >> I.TP_MM_PAGE_ALLOC) & 1:
+        if not (st.prm[I.P_TRACE] >> tp) & 1:
             return
         i = int(st.prm[I.P_TPOS])
         st.prm[I.P_SEQ] += 1
+        if i >= st.tbuf.shape[0] and self.tracer is not None:
+            self.tracer.flush(self)
+            i = 0
         if i < st.tbuf.shape[0]:
             st.tbuf[i] = (
-                I.TP_MM_PAGE_ALLOC | (int(st.prm[I.P_CPU]) << 16),
+                tp | (int(st.prm[I.P_CPU]) << 16),
                 st.prm[I.P_NOW],
                 pfn,
                 order,
-                mt,
-                gfp,
-                0,
-                0,
+                a,
+                b,
+                c,
+                d,
             )
             st.prm[I.P_TPOS] = i + 1
 

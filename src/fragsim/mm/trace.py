@@ -94,6 +94,16 @@ class Tracer:
                     f"alloc_migratetype={mtmap[b]} fallback_migratetype={mtmap[c]} "
                     f"fragmenting={1 if a < pbo else 0} change_ownership={d}"
                 )
+            elif tp in (
+                I.TP_MM_COMPACTION_DEFERRED,
+                I.TP_MM_COMPACTION_DEFER_COMPACTION,
+                I.TP_MM_COMPACTION_DEFER_RESET,
+            ):
+                node = int(m.state.zs[pfn, I.ZF_NODE])
+                body = (
+                    f"node={node} zone={m.zone_name(pfn):<8s} order={order} "
+                    f"order_failed={a} consider={b} limit={c}"
+                )
             elif tp in (I.TP_MM_COMPACTION_SUITABLE, I.TP_MM_COMPACTION_FINISHED):
                 node = int(m.state.zs[pfn, I.ZF_NODE])
                 body = (
