@@ -61,7 +61,7 @@ from fragsim.parsers import (
     read_kpagecount,
     read_kpageflags,
 )
-from fragsim.parsers._io import read_input
+from fragsim.parsers._io import read_input, split_lines
 
 __all__ = [
     "BlockObstacles",
@@ -123,7 +123,7 @@ def parse_vm_sysctl(text: str, path: str = "<vm_sysctl>") -> dict[str, str]:
     only when blank."""
     out: dict[str, str] = {}
     prefix = "/proc/sys/vm/"
-    for lineno, raw in enumerate(text.splitlines(), start=1):
+    for lineno, raw in enumerate(split_lines(text), start=1):
         line = raw.rstrip("\r")
         if not line.strip():
             continue

@@ -34,6 +34,7 @@ COMPILED_SOURCES = (
     "compaction.py",
     "gfp.py",
     "internal.py",
+    "migrate.py",
     "mmzone.py",
     "page.py",
     "page_alloc.py",

@@ -61,6 +61,7 @@ from fragsim.mm.internal import (
     ZF_WMARK_MIN,
     State,
 )
+from fragsim.mm.migrate import IsolateMode, MigrateMode, MigrateReason
 from fragsim.mm.mmzone import (
     MAX_ORDER,
     MIGRATE_CMA,
@@ -99,17 +100,15 @@ from fragsim.mm.page_alloc import (
 )
 
 COMPACT_CLUSTER_MAX = 32  # SWAP_CLUSTER_MAX
-NR_MAX_BATCHED_MIGRATION = 512  # HPAGE_PMD_NR
 NR_MAX_MIGRATE_PAGES_RETRY = 10
 
-# enum migrate_mode (include/linux/migrate_mode.h)
-MIGRATE_ASYNC = 0
-MIGRATE_SYNC_LIGHT = 1
-MIGRATE_SYNC = 2
-MIGRATE_SYNC_NO_COPY = 3
-
-# enum migrate_reason (include/linux/migrate.h): the first one
-MR_COMPACTION = 0
+# The kernel's enums, defined once in fragsim/mm/migrate.py, as plain ints for compiled code.
+MIGRATE_ASYNC = int(MigrateMode.MIGRATE_ASYNC)
+MIGRATE_SYNC_LIGHT = int(MigrateMode.MIGRATE_SYNC_LIGHT)
+MIGRATE_SYNC = int(MigrateMode.MIGRATE_SYNC)
+MR_COMPACTION = int(MigrateReason.MR_COMPACTION)
+ISOLATE_UNEVICTABLE = int(IsolateMode.ISOLATE_UNEVICTABLE)
+ISOLATE_ASYNC_MIGRATE = int(IsolateMode.ISOLATE_ASYNC_MIGRATE)
 
 # enum compact_result (include/linux/compaction.h, 6.1)
 COMPACT_NOT_SUITABLE_ZONE = 0
@@ -121,15 +120,6 @@ COMPACT_COMPLETE = 5
 COMPACT_PARTIAL_SKIPPED = 6
 COMPACT_CONTENDED = 7
 COMPACT_SUCCESS = 8
-
-# isolate_mode_t bits (include/linux/mmzone.h)
-ISOLATE_UNEVICTABLE = 0x8
-ISOLATE_ASYNC_MIGRATE = 0x4
-
-# isolate_migrate_t
-ISOLATE_ABORT = 0
-ISOLATE_NONE = 1
-ISOLATE_SUCCESS = 2
 
 # struct compact_control, as an int64 array: cc[CC_*]
 CC_ZONE = 0
@@ -557,7 +547,8 @@ def migrate_page_move(s: State, dst: int, src: int, handles: Any) -> None:
     destination takes the source's flags, owner and contents, and the owner's mapping (the
     handle table, fragsim's rmap) now points at the destination."""
     s.flags[dst] = s.flags[src] & ~PG_isolated
-    s.mops[dst] = s.mops[src] if s.mops[dst] == 0 else s.mops[dst]
+    if s.mops[dst] == 0:  # an LRU page; a driver has already marked its destination
+        s.mops[dst] = s.mops[src]
     owner = s.owner[src]
     s.owner[dst] = owner
     s.order[dst] = 0
@@ -575,9 +566,10 @@ def compaction_free(s: State, cc: Any, page: int) -> None:
 @njit
 def migrate_pages_step(s: State, cc: Any, handles: Any) -> bool:
     """migrate_pages() / migrate_pages_batch() (6.1.192) with compaction_alloc and
-    compaction_free, resumable: up to 10 passes over cc->migratepages from its head while some
-    page asked to retry (-EAGAIN); an LRU page with no pin always moves; a page whose other
-    references are gone (refcount 1) is done; a non-LRU page goes to its driver
+    compaction_free, resumable (compaction's lists hold at most COMPACT_CLUSTER_MAX pages, so
+    the 512-page batch cut never applies): up to 10 passes over cc->migratepages from its head
+    while some page asked to retry (-EAGAIN); an LRU page with no pin always moves; a page whose
+    other references are gone (refcount 1) is done; a non-LRU page goes to its driver
     (move_to_new_folio): returns True with src in cc[CC_PFN], dst in cc[CC_DST], resumed with the
     driver's result in cc[CC_ANSWER]. No destination is -ENOMEM, which aborts. Permanent failures
     stay on the list for putback. Counts pgmigrate_success/fail, traces mm_migrate_pages.

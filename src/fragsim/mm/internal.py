@@ -168,7 +168,6 @@ TP_MM_COMPACTION_FINISHED = 12  # pfn=zone id order=order a=ret
 TP_MM_COMPACTION_DEFERRED = 13  # pfn=zone id order a=order_failed b=considered c=limit
 TP_MM_COMPACTION_DEFER_COMPACTION = 14  # as above
 TP_MM_COMPACTION_DEFER_RESET = 15  # as above
-NR_TP = 16
 TP_NAMES = (
     "mm_page_alloc",
     "mm_page_free",

@@ -14,6 +14,7 @@ from typing import IO, TYPE_CHECKING
 from fragsim.errors import ConfigError
 from fragsim.mm import internal as I
 from fragsim.mm.gfp import show_gfp_flags
+from fragsim.mm.migrate import MigrateMode
 from fragsim.mm.mmzone import MIGRATE_CMA
 
 if TYPE_CHECKING:
@@ -128,7 +129,6 @@ COMPACTION_STATUS = (
     "contended",
     "success",
 )
-MIGRATE_MODE = ("MIGRATE_ASYNC", "MIGRATE_SYNC_LIGHT", "MIGRATE_SYNC")
 #: MIGRATE_REASON (include/trace/events/migrate.h, 6.1)
 MIGRATE_REASON = (
     "compaction",
@@ -158,7 +158,7 @@ def _compaction_body(tp: int, pfn: int, order: int, a: int, b: int, c: int, d: i
     # TP_MM_MIGRATE_PAGES
     return (
         f"nr_succeeded={pfn} nr_failed={order} nr_thp_succeeded={a} nr_thp_failed={b} "
-        f"nr_thp_split={c} mode={MIGRATE_MODE[d & 0xFF]} reason={MIGRATE_REASON[d >> 8]}"
+        f"nr_thp_split={c} mode={MigrateMode(d & 0xFF).name} reason={MIGRATE_REASON[d >> 8]}"
     )
 
 

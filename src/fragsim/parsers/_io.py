@@ -25,3 +25,14 @@ def read_input(
         except (OSError, EOFError) as exc:
             raise ParseError(path, None, f"corrupt gzip data: {exc}") from None
     return data, path
+
+
+def split_lines(text: str) -> list[str]:
+    """The lines of ``text`` as an editor numbers them: split at ``\\n`` only (``str.splitlines``
+    also splits at form feeds, ``\\x1c``..``\\x1e``, ``\\u2028`` and others, which would shift
+    the line numbers in errors), a trailing ``\\r`` dropped, no empty line after a final
+    newline."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]

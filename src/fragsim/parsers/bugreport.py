@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from fragsim.errors import ParseError
+from fragsim.parsers._io import split_lines
 from fragsim.parsers.procfs import BuddyInfoRow, PageTypeInfo, parse_buddyinfo, parse_pagetypeinfo
 
 __all__ = [
@@ -96,7 +97,7 @@ def bugreport_sections(text: str) -> list[BugreportSection]:
             body.pop()
         out.append(BugreportSection(title, source, first, tuple(body)))
 
-    for lineno, raw in enumerate(text.splitlines(), start=1):
+    for lineno, raw in enumerate(split_lines(text), start=1):
         line = raw.rstrip("\r")
         if _DURATION_RE.match(line) or _ELAPSED_RE.match(line):
             close()

@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass
 
 from fragsim.errors import ParseError
+from fragsim.parsers._io import split_lines
 
 __all__ = ["PageOwnerRecord", "parse_page_owner"]
 
@@ -82,7 +83,7 @@ _MEMCG_RE = re.compile(r"^(Slab cache page|Charged .*memcg .*)\s*$")
 def parse_page_owner(text: str, path: str = "<page_owner>") -> list[PageOwnerRecord]:
     """Parse a page_owner dump into records, in file order."""
     records: list[PageOwnerRecord] = []
-    lines = text.splitlines()
+    lines = split_lines(text)
     n = len(lines)
     i = 0
     while i < n:

@@ -28,6 +28,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from fragsim.errors import ParseError
+from fragsim.parsers._io import split_lines
 
 __all__ = [
     "BuddyInfoRow",
@@ -50,7 +51,7 @@ PAGETYPEINFO_CAP = 100000
 
 def _lines(text: str) -> Iterator[tuple[int, str]]:
     """Yield (1-based line number, line without its newline)."""
-    for i, line in enumerate(text.splitlines(), start=1):
+    for i, line in enumerate(split_lines(text), start=1):
         yield i, line.rstrip("\r")
 
 
