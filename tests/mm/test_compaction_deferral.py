@@ -22,24 +22,24 @@ def test_deferral_counts_and_limits() -> None:
     success resets everything, and orders below the lowest failed order are never deferred."""
     m = Machine("flat:8192", nr_cpus=1)
     z = m.zone_id(0, "Normal")
-    assert not compaction_deferred(m, z, 3)  # nothing failed yet
-    defer_compaction(m, z, 3)  # shift 1, order_failed 0 -> stays 0 (3 > 0)
+    assert not compaction_deferred(m.state, z, 3)  # nothing failed yet
+    defer_compaction(m.state, z, 3)  # shift 1, order_failed 0 -> stays 0 (3 > 0)
     zs = m.state.zs
     assert (zs[z, I.ZF_COMPACT_DEFER_SHIFT], zs[z, I.ZF_COMPACT_CONSIDERED]) == (1, 0)
-    assert [compaction_deferred(m, z, 3) for _ in range(3)] == [True, False, False]
+    assert [compaction_deferred(m.state, z, 3) for _ in range(3)] == [True, False, False]
     for shift in range(2, COMPACT_MAX_DEFER_SHIFT + 3):
-        defer_compaction(m, z, 3)
+        defer_compaction(m.state, z, 3)
         limit = 1 << min(shift, COMPACT_MAX_DEFER_SHIFT)
-        skipped = [compaction_deferred(m, z, 3) for _ in range(limit)]
+        skipped = [compaction_deferred(m.state, z, 3) for _ in range(limit)]
         assert skipped == [True] * (limit - 1) + [False]
     assert zs[z, I.ZF_COMPACT_DEFER_SHIFT] == COMPACT_MAX_DEFER_SHIFT
-    assert compaction_restarting(m, z, 3)
-    compaction_defer_reset(m, z, 3, alloc_success=True)
+    assert compaction_restarting(m.state, z, 3)
+    compaction_defer_reset(m.state, z, 3, alloc_success=True)
     assert (zs[z, I.ZF_COMPACT_DEFER_SHIFT], zs[z, I.ZF_COMPACT_CONSIDERED]) == (0, 0)
     assert zs[z, I.ZF_COMPACT_ORDER_FAILED] == 4
-    defer_compaction(m, z, 5)
-    assert not compaction_deferred(m, z, 3)  # below compact_order_failed (4): never deferred
-    assert compaction_deferred(m, z, 5)
+    defer_compaction(m.state, z, 5)
+    assert not compaction_deferred(m.state, z, 3)  # below compact_order_failed (4): never deferred
+    assert compaction_deferred(m.state, z, 5)
 
 
 def test_deferral_tracepoints() -> None:
@@ -50,9 +50,9 @@ def test_deferral_tracepoints() -> None:
         buf,
         ["mm_compaction_deferred", "mm_compaction_defer_compaction", "mm_compaction_defer_reset"],
     ).attach(m)
-    defer_compaction(m, z, 2)
-    compaction_deferred(m, z, 2)
-    compaction_defer_reset(m, z, 2, alloc_success=False)
+    defer_compaction(m.state, z, 2)
+    compaction_deferred(m.state, z, 2)
+    compaction_defer_reset(m.state, z, 2, alloc_success=False)
     m.tracer.flush(m)
     lines = [line.split(": ", 1)[1] for line in buf.getvalue().splitlines()]
     assert lines == [

@@ -29,6 +29,7 @@ def test_watermark_boost_switch(boost: bool) -> None:
         config_thp=False,
         kernel=kernel_profile("6.1", watermark_boost=boost),
     )
+    m.daemons = False  # kswapd would take the boost away after the batch
     assert [m.alloc_pages(GFP_HIGHUSER_MOVABLE, 10) for _ in range(7)] == [
         1024 * i for i in range(7)
     ]

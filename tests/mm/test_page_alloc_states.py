@@ -245,8 +245,10 @@ def test_fallback_boosts_the_watermark_and_wakes_kswapd() -> None:
     """The same steal with watermark_boost_factor 15000: boost_watermark() (block below
     pageblock_order) sets boost = min(0 + 512, max(512, mult_frac(high 271, 15000, 10000)))
     = 512; with ALLOC_KSWAPD it flags ZONE_BOOSTED_WATERMARK, which rmqueue() clears while
-    waking kswapd for order 0 at the zone's index."""
+    waking kswapd for order 0 at the zone's index. When kswapd runs (balance_pgdat, 6.1) it
+    removes the boost it saw and wakes kcompactd for pageblock_order."""
     m = flat(8192, watermark_boost_factor=15000)
+    m.daemons = False  # look at the state between the wake-up and kswapd's run
     assert zs(m, I.ZF_WMARK_HIGH) == 271
     fill_all_but_last_pageblock(m)
     assert m.alloc_pages(MOV, 0) == 7680
@@ -258,7 +260,14 @@ def test_fallback_boosts_the_watermark_and_wakes_kswapd() -> None:
     assert nd[I.ND_KSWAPD_WAKEUPS] == wakeups + 1
     assert nd[I.ND_KSWAPD_ORDER] == 0
     assert nd[I.ND_KSWAPD_HIGHEST_ZONEIDX] == m.zone_index("Normal")
+    assert nd[I.ND_KSWAPD_AWAKE] == 1
     assert pb_types(m)[15] == U
+    from fragsim.mm.vmscan import kswapd
+
+    kswapd(m, 0)
+    assert zs(m, I.ZF_BOOST) == 0
+    assert nd[I.ND_KSWAPD_AWAKE] == 0 and nd[I.ND_KSWAPD_FAILURES] == 1  # nothing to reclaim
+    assert nd[I.ND_KCOMPACTD_MAX_ORDER] == m.pageblock_order and nd[I.ND_KCOMPACTD_AWAKE]
 
 
 def test_fallback_without_claim_moves_free_pages_but_keeps_the_type() -> None:

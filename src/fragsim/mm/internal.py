@@ -67,7 +67,12 @@ MAX_NR_ZONES = 6
 ZF_COMPACT_CONSIDERED = ZF_LOWMEM_RESERVE + MAX_NR_ZONES  # compaction deferral state
 ZF_COMPACT_DEFER_SHIFT = ZF_COMPACT_CONSIDERED + 1
 ZF_COMPACT_ORDER_FAILED = ZF_COMPACT_CONSIDERED + 2
-NR_ZF = ZF_COMPACT_ORDER_FAILED + 1
+ZF_CACHED_MIGRATE_PFN = ZF_COMPACT_CONSIDERED + 3  # compact_cached_migrate_pfn[2]: async, sync
+ZF_CACHED_FREE_PFN = ZF_COMPACT_CONSIDERED + 5  # compact_cached_free_pfn
+ZF_INIT_MIGRATE_PFN = ZF_COMPACT_CONSIDERED + 6  # compact_init_migrate_pfn
+ZF_INIT_FREE_PFN = ZF_COMPACT_CONSIDERED + 7  # compact_init_free_pfn
+ZF_BLOCKSKIP_FLUSH = ZF_COMPACT_CONSIDERED + 8  # compact_blockskip_flush
+NR_ZF = ZF_BLOCKSKIP_FLUSH + 1
 
 # --- per-cpu pageset scalars: State.pcp[zone, cpu, PCP_*] ---------------------------------------
 PCP_COUNT = 0
@@ -80,7 +85,13 @@ NR_PCPF = 4
 ND_KSWAPD_ORDER = 0  # pgdat->kswapd_order requested since kswapd last ran (-1: not woken)
 ND_KSWAPD_HIGHEST_ZONEIDX = 1
 ND_KSWAPD_WAKEUPS = 2  # wakeup_kswapd() calls that woke it
-NR_NDF = 3
+ND_KSWAPD_AWAKE = 3  # kswapd was woken and has not run yet (not on its waitqueue)
+ND_KSWAPD_FAILURES = 4  # pgdat->kswapd_failures
+ND_KCOMPACTD_MAX_ORDER = 5  # pgdat->kcompactd_max_order
+ND_KCOMPACTD_HIGHEST_ZONEIDX = 6  # pgdat->kcompactd_highest_zoneidx
+ND_KCOMPACTD_AWAKE = 7  # kcompactd was woken and has not run yet
+ND_PROACTIVE_NEXT = 8  # simulated time (ns) of kcompactd's next timeout (the proactive check)
+NR_NDF = 9
 
 # --- machine parameters: State.prm[P_*] ----------------------------------------------------------
 P_PAGEBLOCK_ORDER = 0
@@ -106,7 +117,15 @@ P_SEQ = 34  # trace records ever written (for lost-record accounting)
 P_AUX_SENT = 35  # index of the first auxiliary list head (compaction's private lists)
 P_COMPACT_UNEVICTABLE = 36  # sysctl compact_unevictable_allowed
 P_EXTFRAG_THRESHOLD = 37  # sysctl extfrag_threshold
-NR_P = 38
+P_CAPC_ZONE = 38  # current->capture_control: the zone compacted directly (-1: none)
+P_CAPC_ORDER = 39  # capc->cc->order
+P_CAPC_PAGE = 40  # capc->page: the captured block (-1: none yet)
+P_RNG = 41  # xorshift64 state for drivers' compiled policies (seeded by the machine's seed)
+P_COMPACTION_PROACTIVENESS = 42  # sysctl compaction_proactiveness
+P_FS_MIGRATE_DIRTY = 43  # the page cache's filesystem has a migrate_folio (dirty pages move async)
+P_MIGRATE_CALL = 44  # migrate_pages() calls so far (drivers' per-batch cost accounting)
+P_MIGRATE_TIME_NS = 45  # time spent in drivers' migrate_page, ns (their cost model)
+NR_P = 46
 
 # auxiliary list heads (State.nxt/prv at prm[P_AUX_SENT] + AUX_*)
 AUX_MIGRATEPAGES = 0  # cc->migratepages
@@ -114,6 +133,24 @@ AUX_FREEPAGES = 1  # cc->freepages
 AUX_TMP = 2  # a scratch list (split_map_pages' tmp_list)
 AUX_RET = 3  # migrate_pages' ret_folios
 NR_AUX_LISTS = 4
+
+# --- drivers' movable_operations: State.drv[mops id, DRV_*] -------------------------------------
+# The core makes a driver's isolate/migrate/putback decisions itself, compiled, when DRV_COMPILED is
+# set (built-in drivers); otherwise compaction returns to Python for each callback. Probabilities
+# are per million; costs in ns. DRV_NR_* and DRV_TIME_NS are outputs.
+MAX_MOPS = 128  # State.mops is int8: 1 + index, 0 = none
+DRV_COMPILED = 0
+DRV_ISOLATE_BUSY = 1  # isolate_page returns false (the device holds the page)
+DRV_MIGRATE_EAGAIN = 2  # migrate_page returns -EAGAIN (busy right now; retried)
+DRV_MIGRATE_EBUSY = 3  # migrate_page returns -EBUSY (permanent for this attempt)
+DRV_COST_NS = 4  # time per page migrate_page moves (copy, cache flush, remap)
+DRV_BATCH_NS = 5  # time per migrate_pages() call that asks the driver for at least one page
+DRV_NR_ISOLATED = 6
+DRV_NR_MIGRATED = 7
+DRV_NR_FAILED = 8  # migrate_page calls that returned an error
+DRV_TIME_NS = 9
+DRV_LAST_CALL = 10  # P_MIGRATE_CALL when the batch cost was last charged
+NR_DRV = 11
 
 # --- vm_event_item counters that live outside zones: State.vm[VM_*] ------------------------------
 VM_PGFREE = 0
@@ -168,6 +205,11 @@ TP_MM_COMPACTION_FINISHED = 12  # pfn=zone id order=order a=ret
 TP_MM_COMPACTION_DEFERRED = 13  # pfn=zone id order a=order_failed b=considered c=limit
 TP_MM_COMPACTION_DEFER_COMPACTION = 14  # as above
 TP_MM_COMPACTION_DEFER_RESET = 15  # as above
+TP_MM_COMPACTION_TRY_TO_COMPACT_PAGES = 16  # order=order a=gfp_mask b=priority
+TP_MM_COMPACTION_KCOMPACTD_SLEEP = 17  # pfn=nid
+TP_MM_COMPACTION_WAKEUP_KCOMPACTD = 18  # pfn=nid order a=highest_zoneidx (a zone id)
+TP_MM_COMPACTION_KCOMPACTD_WAKE = 19  # as above
+TP_MM_VMSCAN_WAKEUP_KSWAPD = 20  # pfn=nid order a=zone id b=gfp_flags
 TP_NAMES = (
     "mm_page_alloc",
     "mm_page_free",
@@ -185,6 +227,11 @@ TP_NAMES = (
     "mm_compaction_deferred",
     "mm_compaction_defer_compaction",
     "mm_compaction_defer_reset",
+    "mm_compaction_try_to_compact_pages",
+    "mm_compaction_kcompactd_sleep",
+    "mm_compaction_wakeup_kcompactd",
+    "mm_compaction_kcompactd_wake",
+    "mm_vmscan_wakeup_kswapd",
 )
 TB_ID, TB_TIME, TB_PFN, TB_ORDER, TB_A, TB_B, TB_C, TB_D = range(8)
 NR_TB = 8
@@ -201,6 +248,7 @@ OP_FREE_PFN = 2  # __free_pages(pfn=ARG, order)
 OP_GET_PAGE_FROM_FREELIST = 3  # one get_page_from_freelist() with explicit alloc_flags (slow path)
 OP_DRAIN_ALL = 4  # drain_all_pages(NULL)
 OP_UNRESERVE_HIGHATOMIC = 5  # unreserve_highatomic_pageblock(ac, force=ORDER)
+OP_PREP_NEW_PAGE = 6  # prep_new_page() of a block compaction captured (pfn in FLAGS)
 
 # run_events() return codes
 RUN_DONE = 0
@@ -245,3 +293,4 @@ class State(NamedTuple):
     zonelist: npt.NDArray[np.int32]
     prm: npt.NDArray[np.int64]
     tbuf: npt.NDArray[np.int64]
+    drv: npt.NDArray[np.int64]

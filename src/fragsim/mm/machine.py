@@ -63,6 +63,9 @@ GFP_F_NOMEMALLOC = GFP["__GFP_NOMEMALLOC"]
 GFP_F_NORETRY = GFP["__GFP_NORETRY"]
 GFP_F_RETRY_MAYFAIL = GFP["__GFP_RETRY_MAYFAIL"]
 GFP_F_THISNODE = GFP["__GFP_THISNODE"]
+MAX_COMPACT_RETRIES = 16  # mm/page_alloc.c
+# (names with two leading underscores cannot be used inside the Machine class body)
+zone_watermark_ok = getattr(pa, "__zone_watermark_ok")
 _RUN_ERRORS = {
     I.RUN_EBADORDER: "invalid order",
     I.RUN_ENOTALLOC: "not an allocated block head (double free or a tail page)",
@@ -74,13 +77,20 @@ _RUN_ERRORS = {
 
 @dataclass(slots=True)
 class SlowpathHooks:
-    """Stages of __alloc_pages_slowpath that later issues provide. Each gets the machine and
-    the request; the defaults model a kernel without reclaim or compaction
-    (COMPACT_SKIPPED, no pages reclaimed, no OOM kill)."""
+    """Reclaim stages that the reclaim issue provides. Each gets the machine and the request;
+    the defaults model a machine with nothing to reclaim (no pages reclaimed, no OOM kill).
 
-    direct_compact: Callable[..., tuple[int, int]] | None = None  # -> (pfn or -1, compact_result)
-    direct_reclaim: Callable[..., int] | None = None  # -> pages reclaimed
-    oom_kill: Callable[..., bool] | None = None  # -> True if it freed memory
+    * ``direct_reclaim(machine, gfp, order, nid) -> pages reclaimed`` (try_to_free_pages)
+    * ``zone_reclaimable_pages(machine, z) -> pages`` (should_reclaim_retry's estimate)
+    * ``oom_kill(machine, gfp, order) -> True`` if it freed memory (out_of_memory)
+    * ``kswapd_reclaim(machine, nid, order, highest_zoneidx) -> pages reclaimed`` (the
+      reclaim part of balance_pgdat)
+    """
+
+    direct_reclaim: Callable[..., int] | None = None
+    zone_reclaimable_pages: Callable[..., int] | None = None
+    oom_kill: Callable[..., bool] | None = None
+    kswapd_reclaim: Callable[..., int] | None = None
 
 
 class Machine:
@@ -91,6 +101,7 @@ class Machine:
         profile: MachineProfile | str = "x86_64-1g",
         *,
         debug: bool | None = None,
+        seed: int = 0,
         **overrides: Any,
     ) -> None:
         if isinstance(profile, str):
@@ -117,6 +128,10 @@ class Machine:
         self.handles: npt.NDArray[np.int32] = np.full(1, NO_PAGE, np.int32)
         #: the movable_operations of non-LRU movable pages: State.mops[pfn] - 1 indexes it
         self.movable_ops: list[Any] = []
+        self.seed = seed
+        #: run kswapd and kcompactd after each batch that woke them (fragsim/mm/vmscan.py)
+        self.daemons = True
+        self._depth = 0
         self._build()
         self._boot()
 
@@ -208,11 +223,19 @@ class Machine:
         prm[I.P_AUX_SENT] = aux_sent
         prm[I.P_COMPACT_UNEVICTABLE] = 1  # sysctl compact_unevictable_allowed
         prm[I.P_EXTFRAG_THRESHOLD] = 500  # sysctl extfrag_threshold
+        prm[I.P_COMPACTION_PROACTIVENESS] = 20  # sysctl compaction_proactiveness
+        prm[I.P_FS_MIGRATE_DIRTY] = 1  # ext4, shmem and swap have migrate_folio
+        prm[I.P_CAPC_ZONE] = -1
+        prm[I.P_CAPC_PAGE] = -1
+        # the drivers' generator: a splitmix64 step of the seed, never 0
+        prm[I.P_RNG] = ((self.seed + 0x9E3779B97F4A7C15) * 0xBF58476D1CE4E5B9 & (2**63 - 1)) | 1
         pcp = np.zeros((nz, self.nr_cpus, I.NR_PCPF), np.int64)
         pcp[:, :, I.PCP_BATCH] = 1  # boot pagesets: high 0, batch 1
         nd = np.zeros((self.nr_nodes, I.NR_NDF), np.int64)
         nd[:, I.ND_KSWAPD_ORDER] = -1
         nd[:, I.ND_KSWAPD_HIGHEST_ZONEIDX] = -1
+        nd[:, I.ND_KCOMPACTD_HIGHEST_ZONEIDX] = self.nr_zone_types - 1
+        nd[:, I.ND_PROACTIVE_NEXT] = 500 * 1_000_000  # kcompactd's first timeout
         self.state = I.State(
             nxt=nxt,
             prv=prv,
@@ -232,6 +255,7 @@ class Machine:
             zonelist=zl,
             prm=prm,
             tbuf=np.zeros((1, I.NR_TB), np.int64),
+            drv=np.zeros((I.MAX_MOPS, I.NR_DRV), np.int64),
         )
         for nid, node in enumerate(p.nodes):
             for a, b in node.holes:
@@ -457,16 +481,50 @@ class Machine:
         """Process a batch of event rows (internal.EV_*); returns each event's pfn (-1: none).
 
         Allocations that miss the fast path run ``__alloc_pages_slowpath`` here, then the batch
-        resumes. Bad frees raise AllocatorError naming the event, pfn and order. With the debug
-        switch on, every invariant is checked after the batch, whatever its outcome."""
-        if not self.debug:
-            return self._run(ev, handles, tracer)
-        from fragsim.mm.debug import check_invariants
-
+        resumes. After the batch, the daemons it woke run (``run_daemons``: kswapd, then
+        kcompactd). Bad frees raise AllocatorError naming the event, pfn and order. With the
+        debug switch on, every invariant is checked after the batch, whatever its outcome."""
+        self._depth += 1
         try:
-            return self._run(ev, handles, tracer)
+            out = self._run(ev, handles, tracer)
+            if self._depth == 1 and self.daemons:
+                self.run_daemons()
+            return out
         finally:
-            check_invariants(self)
+            self._depth -= 1
+            if self.debug and self._depth == 0:
+                from fragsim.mm.debug import check_invariants
+
+                check_invariants(self)
+
+    def run_daemons(self) -> None:
+        """Run the kernel threads that were woken: kswapd (fragsim/mm/vmscan.py), then
+        kcompactd (fragsim/mm/compaction.py), once each per node.
+        SIMPLIFICATION: the daemons run between batches, not concurrently with them; a
+        scenario's batch length sets how soon they react."""
+        from fragsim.mm.compaction import kcompactd
+        from fragsim.mm.vmscan import kswapd
+
+        st = self.state
+        now = int(st.prm[I.P_NOW])
+        for nid in range(self.nr_nodes):
+            if st.nd[nid, I.ND_KSWAPD_AWAKE]:
+                kswapd(self, nid)
+            if st.nd[nid, I.ND_KCOMPACTD_AWAKE]:
+                kcompactd(self, nid, now)
+
+    def advance(self, now_ns: int) -> None:
+        """Move the simulated clock to ``now_ns`` and run what is due: woken daemons, and
+        kcompactd's 500 ms timeout (proactive compaction)."""
+        from fragsim.mm.compaction import kcompactd
+
+        st = self.state
+        if now_ns < st.prm[I.P_NOW]:
+            raise ConfigError(f"advance: time goes back ({now_ns} < {int(st.prm[I.P_NOW])} ns)")
+        st.prm[I.P_NOW] = now_ns
+        self.run_daemons()
+        for nid in range(self.nr_nodes):
+            kcompactd(self, nid, now_ns)
 
     def _run(
         self,
@@ -596,67 +654,219 @@ class Machine:
             I.OP_GET_PAGE_FROM_FREELIST, order, gfp, handle, cpu, nid, alloc_flags, handles
         )
 
+    def gfp_migratetype(self, gfp: int) -> int:
+        """gfp_migratetype()."""
+        return self._migratetype(gfp)
+
     def _wake_all_kswapds(self, order: int, gfp: int, nid: int) -> None:
         """wake_all_kswapds(): wakeup_kswapd() for every zone of the zonelist."""
         hz = self.gfp_zone(gfp)
         for z in self.state.zonelist[nid, hz]:
             if z < 0:
                 break
-            pa.wakeup_kswapd(self.state, int(z), order, hz)
+            pa.wakeup_kswapd(self.state, int(z), gfp, order, hz)
+
+    def _zonelist(self, gfp: int, nid: int) -> list[int]:
+        return [int(z) for z in self.state.zonelist[nid, self.gfp_zone(gfp)] if z >= 0]
+
+    def __alloc_pages_direct_compact(
+        self,
+        gfp: int,
+        order: int,
+        alloc_flags: int,
+        nid: int,
+        cpu: int,
+        prio: int,
+        handle: int,
+        handles: Any,
+    ) -> tuple[int, int]:
+        """__alloc_pages_direct_compact() (6.1): try_to_compact_pages(); unless every zone was
+        skipped, count a compact_stall; take the captured block (prep_new_page) or try the free
+        lists; count compact_success (and reset the zone's deferral) or compact_fail.
+        Returns (pfn or -1, compact_result)."""
+        from fragsim.mm.compaction import (
+            COMPACT_SKIPPED,
+            compaction_defer_reset,
+            try_to_compact_pages,
+        )
+
+        st = self.state
+        result, page, _ = try_to_compact_pages(self, gfp, order, alloc_flags, nid, prio, cpu)
+        if result == COMPACT_SKIPPED:
+            return NO_PAGE, result
+        st.vm[I.VM_COMPACT_STALL] += 1
+        if page >= 0:
+            self._one(I.OP_PREP_NEW_PAGE, order, gfp, handle, cpu, nid, page, handles)
+        else:
+            page = self._freelist(gfp, order, alloc_flags, nid, cpu, handle, handles)
+        if page >= 0:
+            z = int(st.zoneid[page])
+            st.zs[z, I.ZF_BLOCKSKIP_FLUSH] = 0
+            compaction_defer_reset(st, z, order, True)
+            if self.tracer is not None:
+                self.tracer.flush(self)
+            st.vm[I.VM_COMPACT_SUCCESS] += 1
+            return page, result
+        st.vm[I.VM_COMPACT_FAIL] += 1
+        return NO_PAGE, result
+
+    def _should_reclaim_retry(
+        self, gfp: int, order: int, nid: int, alloc_flags: int, progress: bool, loops: list[int]
+    ) -> bool:
+        """should_reclaim_retry() (6.1): count a loop without progress (progress resets it for
+        non-costly orders); up to MAX_RECLAIM_RETRIES retry while some zone would pass its min
+        watermark for the order with its free plus reclaimable pages; when not, unreserve a
+        highatomic block (force) and retry if that worked."""
+        if progress and order <= PAGE_ALLOC_COSTLY_ORDER:
+            loops[0] = 0
+        else:
+            loops[0] += 1
+        ret = False
+        if loops[0] <= pa.MAX_RECLAIM_RETRIES:
+            st = self.state
+            hz = self.gfp_zone(gfp)
+            for z in self._zonelist(gfp, nid):
+                available = int(st.zs[z, I.ZF_NR_FREE_PAGES])
+                if self.hooks.zone_reclaimable_pages is not None:
+                    available += self.hooks.zone_reclaimable_pages(self, z)
+                mark = int(pa.wmark_pages(st, z, I.ALLOC_WMARK_MIN))
+                if zone_watermark_ok(st, z, order, mark, hz, alloc_flags, available):
+                    ret = True
+                    break
+        if not ret:
+            return self._unreserve_highatomic(gfp, nid, True)
+        return ret
+
+    def _compaction_zonelist_suitable(
+        self, gfp: int, nid: int, order: int, alloc_flags: int
+    ) -> bool:
+        """compaction_zonelist_suitable() (6.1): some zone would pass __compaction_suitable() with
+        its free pages plus its reclaimable pages / order."""
+        from fragsim.mm import compaction as c
+
+        st = self.state
+        hz = self.gfp_zone(gfp)
+        for z in self._zonelist(gfp, nid):
+            available = int(st.zs[z, I.ZF_NR_FREE_PAGES])
+            if self.hooks.zone_reclaimable_pages is not None:
+                available += self.hooks.zone_reclaimable_pages(self, z) // order
+            suitable = getattr(c, "__compaction_suitable")
+            if suitable(st, z, order, alloc_flags, hz, available) == c.COMPACT_CONTINUE:
+                return True
+        return False
+
+    def _should_compact_retry(
+        self, gfp: int, nid: int, order: int, alloc_flags: int, result: int, state: list[int]
+    ) -> bool:
+        """should_compact_retry() (6.1); ``state`` is [compact_priority, compaction_retries].
+        Progress (SUCCESS) counts a retry; a COMPLETE pass or a withdrawn attempt (DEFERRED,
+        CONTENDED, PARTIAL_SKIPPED) retries at a higher priority while there is one; SKIPPED
+        retries if reclaim could make compaction suitable; otherwise retry up to
+        MAX_COMPACT_RETRIES (a quarter for costly orders)."""
+        from fragsim.mm import compaction as c
+
+        if not order:
+            return False
+        if result == c.COMPACT_SUCCESS:
+            state[1] += 1
+        if result == c.COMPACT_SKIPPED:  # compaction_needs_reclaim()
+            return self._compaction_zonelist_suitable(gfp, nid, order, alloc_flags)
+        if result not in (
+            c.COMPACT_COMPLETE,
+            c.COMPACT_DEFERRED,
+            c.COMPACT_CONTENDED,
+            c.COMPACT_PARTIAL_SKIPPED,
+        ):
+            max_retries = MAX_COMPACT_RETRIES
+            if order > PAGE_ALLOC_COSTLY_ORDER:
+                max_retries //= 4
+            if state[1] <= max_retries:
+                return True
+        min_priority = (
+            c.MIN_COMPACT_COSTLY_PRIORITY
+            if order > PAGE_ALLOC_COSTLY_ORDER
+            else c.MIN_COMPACT_PRIORITY
+        )
+        if state[0] > min_priority:
+            state[0] -= 1
+            state[1] = 0
+            return True
+        return False
 
     def __alloc_pages_slowpath(
         self, gfp: int, order: int, nid: int, cpu: int, handle: int, handles: Any
     ) -> int:
-        """__alloc_pages_slowpath() (6.1.192, the classic order): wake kswapd, try the free
-        lists at the min watermark, initial async compaction for costly or unmovable high-order
-        requests, then the retry loop of direct reclaim, direct compaction, the retry policies
-        and OOM. Returns the pfn or -1; traces mm_page_alloc either way."""
+        """__alloc_pages_slowpath() (6.1.192): wake kswapd, try the free lists at the min
+        watermark, initial async compaction for costly or unmovable high-order requests
+        (__GFP_NORETRY costly requests give up if it was skipped or deferred), then the retry
+        loop: free lists (with the memalloc reserves when allowed), direct reclaim, direct
+        compaction at the current priority, __GFP_NORETRY and costly-order exits,
+        should_reclaim_retry, should_compact_retry (only after reclaim progress), and the OOM
+        stage (a last try at the high watermark, then the OOM killer). Returns the pfn or -1;
+        traces mm_page_alloc either way.
+        SIMPLIFICATION: a __GFP_NOFAIL request that still fails after the cpuset fallback
+        fails instead of looping forever."""
+        from fragsim.mm import compaction as c
+
         if (gfp & GFP_F_ATOMIC) and (gfp & GFP_F_DIRECT_RECLAIM):
             gfp &= ~GFP_F_ATOMIC
         costly = order > PAGE_ALLOC_COSTLY_ORDER
         can_direct_reclaim = bool(gfp & GFP_F_DIRECT_RECLAIM)
-        compaction_allowed = bool(gfp & GFP_F_IO)  # gfp_compaction_allowed()
+        can_compact = bool(gfp & GFP_F_IO)  # gfp_compaction_allowed()
         mt = self._migratetype(gfp)
-        alloc_flags = self.gfp_to_alloc_flags(gfp, order)
         h = self.hooks
-        page = NO_PAGE
-        no_progress_loops = 0
+        no_progress_loops = [0]
+        compact = [c.DEF_COMPACT_PRIORITY, 0]  # compact_priority, compaction_retries
+        compact_result = c.COMPACT_SKIPPED
+        alloc_flags = self.gfp_to_alloc_flags(gfp, order)
+        pfmemalloc = bool(gfp & GFP_F_MEMALLOC) and not (gfp & GFP_F_NOMEMALLOC)
 
         def attempt(flags: int) -> int:
             return self._freelist(gfp, order, flags, nid, cpu, handle, handles)
 
+        def direct_compact(prio: int) -> int:
+            nonlocal compact_result
+            if not order:
+                return NO_PAGE
+            page, compact_result = self.__alloc_pages_direct_compact(
+                gfp, order, alloc_flags, nid, cpu, prio, handle, handles
+            )
+            return page
+
         if alloc_flags & I.ALLOC_KSWAPD:
             self._wake_all_kswapds(order, gfp, nid)
         page = attempt(alloc_flags)
+        if page != NO_PAGE:
+            return self._got(page, order, mt, gfp)
         if (
-            page == NO_PAGE
-            and can_direct_reclaim
-            and compaction_allowed
+            can_direct_reclaim
+            and can_compact
             and (costly or (order > 0 and mt != MIGRATE_MOVABLE))
-            and not (gfp & GFP_F_MEMALLOC)
+            and not pfmemalloc
         ):
-            # initial async compaction (INIT_COMPACT_PRIORITY)
-            if h.direct_compact is not None:
-                page, result = h.direct_compact(self, gfp, order, alloc_flags, "async")
-            else:
-                result = 0  # COMPACT_SKIPPED: no compaction in this kernel build
-            if page == NO_PAGE and costly and (gfp & GFP_F_NORETRY):
-                if result == 0 or (gfp & GFP_F_THISNODE):
+            page = direct_compact(c.INIT_COMPACT_PRIORITY)
+            if page != NO_PAGE:
+                return self._got(page, order, mt, gfp)
+            if costly and (gfp & GFP_F_NORETRY):
+                if compact_result in (c.COMPACT_SKIPPED, c.COMPACT_DEFERRED):
                     return self._fail(gfp, order, mt)
-        while page == NO_PAGE:
+                if gfp & GFP_F_THISNODE:
+                    return self._fail(gfp, order, mt)
+                compact[0] = c.INIT_COMPACT_PRIORITY
+        while True:  # retry:
             if alloc_flags & I.ALLOC_KSWAPD:
                 self._wake_all_kswapds(order, gfp, nid)
-            flags = alloc_flags
-            if gfp & GFP_F_MEMALLOC:  # __gfp_pfmemalloc_flags()
-                flags = I.ALLOC_NO_WATERMARKS | (alloc_flags & (I.ALLOC_CMA | I.ALLOC_KSWAPD))
-            page = attempt(flags)
-            if page != NO_PAGE or not can_direct_reclaim:
+            if pfmemalloc:  # __gfp_pfmemalloc_flags(): ALLOC_NO_WATERMARKS
+                alloc_flags = I.ALLOC_NO_WATERMARKS | (alloc_flags & (I.ALLOC_CMA | I.ALLOC_KSWAPD))
+            page = attempt(alloc_flags)
+            if page != NO_PAGE:
                 break
-            # __alloc_pages_direct_reclaim()
-            # do_try_to_free_pages() counts allocstall_<zone> for the request's highest zone
+            if not can_direct_reclaim:
+                break
+            # __alloc_pages_direct_reclaim(); do_try_to_free_pages() counts allocstall_<zone>
             self.allocstall[self.gfp_zone(gfp)] += 1
-            reclaimed = h.direct_reclaim(self, gfp, order) if h.direct_reclaim else 0
-            if reclaimed:
+            progress = h.direct_reclaim(self, gfp, order, nid) if h.direct_reclaim else 0
+            if progress:
                 page = attempt(alloc_flags)
                 if page == NO_PAGE:
                     self._unreserve_highatomic(gfp, nid, False)
@@ -664,25 +874,26 @@ class Machine:
                     page = attempt(alloc_flags)
                 if page != NO_PAGE:
                     break
-            # __alloc_pages_direct_compact()
-            if h.direct_compact is not None and compaction_allowed and order > 0:
-                page, _ = h.direct_compact(self, gfp, order, alloc_flags, "sync_light")
-                if page != NO_PAGE:
-                    break
+            page = direct_compact(compact[0])
+            if page != NO_PAGE:
+                break
             if gfp & GFP_F_NORETRY:
                 break
-            if costly and not (compaction_allowed and (gfp & GFP_F_RETRY_MAYFAIL)):
+            if costly and (not can_compact or not (gfp & GFP_F_RETRY_MAYFAIL)):
                 break
-            # should_reclaim_retry(): no reclaimable pages are modelled yet, so only a forced
-            # highatomic unreserve can make another round worthwhile.
-            no_progress_loops = (
-                0 if (reclaimed and order <= PAGE_ALLOC_COSTLY_ORDER) else (no_progress_loops + 1)
-            )
-            if no_progress_loops <= 16 and reclaimed:
+            if self._should_reclaim_retry(
+                gfp, order, nid, alloc_flags, progress > 0, no_progress_loops
+            ):
                 continue
-            if self._unreserve_highatomic(gfp, nid, True):
+            if (
+                progress > 0
+                and can_compact
+                and self._should_compact_retry(
+                    gfp, nid, order, alloc_flags, compact_result, compact
+                )
+            ):
                 continue
-            # __alloc_pages_may_oom(): last attempt at the high watermark
+            # __alloc_pages_may_oom(): a last attempt at the high watermark, then the killer
             page = attempt(I.ALLOC_WMARK_HIGH | I.ALLOC_CPUSET)
             if page != NO_PAGE:
                 break
@@ -692,14 +903,16 @@ class Machine:
                 and not (gfp & (GFP_F_RETRY_MAYFAIL | GFP_F_THISNODE))
                 and h.oom_kill(self, gfp, order)
             ):
+                no_progress_loops[0] = 0
                 continue
-            if gfp & GFP_F_NOFAIL:
-                page = attempt(I.ALLOC_MIN_RESERVE | I.ALLOC_CPUSET)
-                if page != NO_PAGE:
-                    break
             break
+        if page == NO_PAGE and (gfp & GFP_F_NOFAIL) and can_direct_reclaim:
+            page = attempt(I.ALLOC_MIN_RESERVE | I.ALLOC_CPUSET)  # cpuset fallback
         if page == NO_PAGE:
             return self._fail(gfp, order, mt)
+        return self._got(page, order, mt, gfp)
+
+    def _got(self, page: int, order: int, mt: int, gfp: int) -> int:
         self._trace_alloc(page, order, mt, gfp)
         return page
 

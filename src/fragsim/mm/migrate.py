@@ -10,17 +10,25 @@ two underscores in class bodies.) The core, not the driver, sets and clears PG_i
 contract is enforced: a driver that breaks it gets a ``ContractError`` naming the driver and
 the pfn.
 
-SIMPLIFICATION (issue 3, in progress): compaction's compiled scanners do not call these paths
-yet; a PG_movable page is still an obstacle to compact_memory. Page locks are not modelled (a
-trylock always succeeds).
+Two optional attributes of a driver's ops object extend the kernel's contract for the
+simulator: ``cost`` (a ``MigrationCost``: the time its migrate_page takes per page and per
+migrate_pages() batch; charged to State.drv and the machine's migration time) and ``policy``
+(a ``CompiledPolicy``): with one, compaction decides the driver's isolate/migrate/putback answers
+itself in compiled code, by the policy's probabilities, and moves the page's owner handle,
+without calling the driver; such a driver refers to its pages by handle only (the handle table
+is fragsim's rmap, updated on every move). Without a policy, each callback is a Python call.
+
+SIMPLIFICATION: page locks are not modelled (a trylock always succeeds).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from fragsim.errors import FragsimError
+from fragsim.mm import internal as I
 from fragsim.mm.page import Page, PG_isolated, PG_movable
 
 if TYPE_CHECKING:
@@ -28,6 +36,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ClearPageMovable",
+    "CompiledPolicy",
+    "MigrationCost",
     "ContractError",
     "IsolateMode",
     "MigrateMode",
@@ -125,6 +135,59 @@ class MovableOperations(Protocol):
     def putback_page(self, page: Page) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class MigrationCost:
+    """What moving a driver's pages costs: ``per_page_ns`` for each page its migrate_page moves
+    (copy, cache flush, remapping the device), ``per_batch_ns`` once for each migrate_pages()
+    call that asks it for at least one page (e.g. a GPU's TLB flush)."""
+
+    per_page_ns: int = 0
+    per_batch_ns: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledPolicy:
+    """A driver's answers, decided by compiled code with the machine's seeded generator:
+    ``isolate_busy`` is the probability that isolate_page says no (the device holds the page),
+    ``migrate_eagain`` / ``migrate_ebusy`` that migrate_page returns -EAGAIN (retried) /
+    -EBUSY (permanent). Otherwise the page moves with its owner handle."""
+
+    isolate_busy: float = 0.0
+    migrate_eagain: float = 0.0
+    migrate_ebusy: float = 0.0
+
+    def __post_init__(self) -> None:
+        for f in ("isolate_busy", "migrate_eagain", "migrate_ebusy"):
+            v = getattr(self, f)
+            if not 0.0 <= v <= 1.0:
+                raise ContractError(f"CompiledPolicy.{f}: {v} is not a probability (0..1)")
+
+
+def _ppm(p: float) -> int:
+    return round(p * 1_000_000)
+
+
+def _register(m: Machine, ops: MovableOperations, i: int) -> None:
+    """Fill the driver's row of State.drv from its optional ``cost`` and ``policy``."""
+    row = m.state.drv[i]
+    row[:] = 0
+    cost = getattr(ops, "cost", None)
+    if cost is not None:
+        if not isinstance(cost, MigrationCost) or cost.per_page_ns < 0 or cost.per_batch_ns < 0:
+            raise ContractError(f"driver {ops.name}: cost must be a MigrationCost >= 0: {cost!r}")
+        row[I.DRV_COST_NS] = cost.per_page_ns
+        row[I.DRV_BATCH_NS] = cost.per_batch_ns
+    row[I.DRV_LAST_CALL] = -1
+    policy = getattr(ops, "policy", None)
+    if policy is not None:
+        if not isinstance(policy, CompiledPolicy):
+            raise ContractError(f"driver {ops.name}: policy must be a CompiledPolicy: {policy!r}")
+        row[I.DRV_COMPILED] = 1
+        row[I.DRV_ISOLATE_BUSY] = _ppm(policy.isolate_busy)
+        row[I.DRV_MIGRATE_EAGAIN] = _ppm(policy.migrate_eagain)
+        row[I.DRV_MIGRATE_EBUSY] = _ppm(policy.migrate_ebusy)
+
+
 def _ops_id(m: Machine, ops: MovableOperations) -> int:
     """page->mapping for ``ops``: 1 + its index in the machine's table (kept in mem_map)."""
     if not isinstance(ops, MovableOperations):
@@ -141,6 +204,7 @@ def _ops_id(m: Machine, ops: MovableOperations) -> int:
             return i + 1
     if len(m.movable_ops) >= 127:
         raise ContractError("more than 127 movable_operations on one machine")
+    _register(m, ops, len(m.movable_ops))
     m.movable_ops.append(ops)
     return len(m.movable_ops)
 

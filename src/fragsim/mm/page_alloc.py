@@ -19,6 +19,7 @@ from fragsim.mm._numba import borrow, njit
 from fragsim.mm.gfp import (
     __GFP_ATOMIC,
     __GFP_COMP,
+    __GFP_DIRECT_RECLAIM,
     __GFP_KSWAPD_RECLAIM,
     GFP_MOVABLE_MASK,
     GFP_MOVABLE_SHIFT,
@@ -34,6 +35,7 @@ from fragsim.mm.internal import (
     ALLOC_NON_BLOCK,
     ALLOC_OOM,
     ALLOC_RESERVES,
+    ALLOC_WMARK_HIGH,
     ALLOC_WMARK_LOW,
     ALLOC_WMARK_MASK,
     ALLOC_WMARK_MIN,
@@ -47,6 +49,11 @@ from fragsim.mm.internal import (
     FPI_NONE,
     FPI_TO_TAIL,
     MAX_NR_ZONES,
+    ND_KCOMPACTD_AWAKE,
+    ND_KCOMPACTD_HIGHEST_ZONEIDX,
+    ND_KCOMPACTD_MAX_ORDER,
+    ND_KSWAPD_AWAKE,
+    ND_KSWAPD_FAILURES,
     ND_KSWAPD_HIGHEST_ZONEIDX,
     ND_KSWAPD_ORDER,
     ND_KSWAPD_WAKEUPS,
@@ -55,8 +62,12 @@ from fragsim.mm.internal import (
     OP_FREE_HANDLE,
     OP_FREE_PFN,
     OP_GET_PAGE_FROM_FREELIST,
+    OP_PREP_NEW_PAGE,
     OP_UNRESERVE_HIGHATOMIC,
     P_BOOST_FACTOR,
+    P_CAPC_ORDER,
+    P_CAPC_PAGE,
+    P_CAPC_ZONE,
     P_CONFIG_CMA,
     P_CPU,
     P_GFPZONE,
@@ -65,6 +76,7 @@ from fragsim.mm.internal import (
     P_NR_CPUS,
     P_NR_ONLINE_NODES,
     P_NR_PCP_LISTS,
+    P_NR_ZONE_TYPES,
     P_PAGEBLOCK_ORDER,
     P_PCP_BATCH_SCALE_MAX,
     P_PCP_MAX_ORDER,
@@ -100,6 +112,7 @@ from fragsim.mm.internal import (
     TP_MM_PAGE_ALLOC_ZONE_LOCKED,
     TP_MM_PAGE_FREE,
     TP_MM_PAGE_PCPU_DRAIN,
+    TP_MM_VMSCAN_WAKEUP_KSWAPD,
     VM_PGFREE,
     ZF_BOOST,
     ZF_END,
@@ -183,6 +196,7 @@ def borrow_state(st: State) -> State:
         borrow(st.zonelist),
         borrow(st.prm),
         borrow(st.tbuf),
+        borrow(st.drv),
     )
 
 
@@ -341,6 +355,22 @@ def buddy_merge_likely(s: State, pfn: int, buddy_pfn: int, order: int) -> bool:
 
 
 @njit(inline="always")
+def compaction_capture(s: State, pfn: int, order: int, mt: int) -> bool:
+    """compaction_capture() (6.1): while a task compacts this zone directly for an order
+    (current->capture_control), the first block of exactly that order its frees make is taken
+    for it instead of going on a free list; never CMA or isolated blocks, nor a MOVABLE block
+    below pageblock_order (so low orders do not pollute a movable pageblock)."""
+    if s.prm[P_CAPC_PAGE] >= 0 or order != s.prm[P_CAPC_ORDER]:
+        return False
+    if mt == MIGRATE_CMA or mt == MIGRATE_ISOLATE:
+        return False
+    if order < s.prm[P_PAGEBLOCK_ORDER] and mt == MIGRATE_MOVABLE:
+        return False
+    s.prm[P_CAPC_PAGE] = pfn
+    return True
+
+
+@njit(inline="always")
 def __free_one_page(s: State, z: int, pfn: int, order: int, mt: int, fpi: int) -> None:
     """__free_one_page() (6.1): merge with free buddies up to order MAX_ORDER-1; above
     pageblock_order stop at a non-mergeable type; never re-type; insert at the tail if
@@ -350,7 +380,9 @@ def __free_one_page(s: State, z: int, pfn: int, order: int, mt: int, fpi: int) -
     pbo = s.prm[P_PAGEBLOCK_ORDER]
     buddy_pfn = 0
     while order < MAX_ORDER - 1:
-        # SIMPLIFICATION point: compaction_capture() hooks in here (compaction issue)
+        if s.prm[P_CAPC_ZONE] == z and compaction_capture(s, pfn, order, mt):
+            mod_zone_freepage_state(s, z, -(1 << order), mt)
+            return
         b = find_buddy_page_pfn(s, pfn, order)
         if b < 0:
             buddy_pfn = pfn ^ (1 << order)
@@ -819,20 +851,81 @@ def zone_watermark_fast(
     return False
 
 
-@njit(inline="always")
-def wakeup_kswapd(s: State, z: int, order: int, highest_zoneidx: int) -> None:
-    """wakeup_kswapd(): record the request on the node; the engine runs kswapd (reclaim issue).
+MAX_RECLAIM_RETRIES = 16  # mm/internal.h
 
-    SIMPLIFICATION: the "node already balanced" and kswapd_failures checks are left to kswapd."""
+
+@njit
+def pgdat_balanced(s: State, node: int, order: int, highest_zoneidx: int) -> bool:
+    """pgdat_balanced() (mm/vmscan.c, 6.1): some managed zone up to highest_zoneidx meets its
+    high watermark (boost included) for the order; a node with no managed zone is balanced."""
+    nzt = s.prm[P_NR_ZONE_TYPES]
+    seen = False
+    for i in range(highest_zoneidx + 1):
+        z = node * nzt + i
+        if s.zs[z, ZF_MANAGED] == 0:
+            continue
+        seen = True
+        mark = wmark_pages(s, z, ALLOC_WMARK_HIGH)
+        if __zone_watermark_ok(s, z, order, mark, highest_zoneidx, 0, s.zs[z, ZF_NR_FREE_PAGES]):
+            return True
+    return not seen
+
+
+@njit
+def pgdat_watermark_boosted(s: State, node: int, highest_zoneidx: int) -> bool:
+    """pgdat_watermark_boosted() (mm/vmscan.c, 6.1)."""
+    nzt = s.prm[P_NR_ZONE_TYPES]
+    for i in range(highest_zoneidx + 1):
+        z = node * nzt + i
+        if s.zs[z, ZF_MANAGED] and s.zs[z, ZF_BOOST]:
+            return True
+    return False
+
+
+@njit
+def wakeup_kswapd(s: State, z: int, gfp: int, order: int, highest_zoneidx: int) -> None:
+    """wakeup_kswapd() (mm/vmscan.c, 6.1): record the order and the highest zone index on the
+    node; if kswapd sleeps and the node is hopeless (kswapd_failures >= MAX_RECLAIM_RETRIES) or
+    balanced and not boosted, only ask kcompactd (for requests that cannot reclaim directly:
+    memory may be plentiful but fragmented); else wake kswapd. kswapd and kcompactd then run
+    when the machine runs its daemons (fragsim/mm/vmscan.py, fragsim/mm/compaction.py).
+    The kcompactd request is wakeup_kcompactd()'s first half; kcompactd_node_suitable() is
+    checked when kcompactd would run."""
+    if s.zs[z, ZF_MANAGED] == 0:
+        return
     node = s.zs[z, ZF_NODE]
+    cur = s.nd[node, ND_KSWAPD_HIGHEST_ZONEIDX]
+    if cur < 0 or cur < highest_zoneidx:
+        s.nd[node, ND_KSWAPD_HIGHEST_ZONEIDX] = highest_zoneidx
     if s.nd[node, ND_KSWAPD_ORDER] < order:
         s.nd[node, ND_KSWAPD_ORDER] = order
-    if (
-        s.nd[node, ND_KSWAPD_HIGHEST_ZONEIDX] < 0
-        or s.nd[node, ND_KSWAPD_HIGHEST_ZONEIDX] > highest_zoneidx
+    if s.nd[node, ND_KSWAPD_AWAKE]:  # !waitqueue_active(): kswapd is not sleeping
+        return
+    if s.nd[node, ND_KSWAPD_FAILURES] >= MAX_RECLAIM_RETRIES or (
+        pgdat_balanced(s, node, order, highest_zoneidx)
+        and not pgdat_watermark_boosted(s, node, highest_zoneidx)
     ):
-        s.nd[node, ND_KSWAPD_HIGHEST_ZONEIDX] = highest_zoneidx
+        if not (gfp & __GFP_DIRECT_RECLAIM):
+            wakeup_kcompactd(s, node, order, highest_zoneidx)
+        return
+    trace(s, TP_MM_VMSCAN_WAKEUP_KSWAPD, node, order, z, gfp, 0, 0)
+    s.nd[node, ND_KSWAPD_AWAKE] = 1
     s.nd[node, ND_KSWAPD_WAKEUPS] += 1
+
+
+@njit
+def wakeup_kcompactd(s: State, node: int, order: int, highest_zoneidx: int) -> None:
+    """wakeup_kcompactd() (mm/compaction.c, 6.1), first half: raise kcompactd_max_order, lower
+    kcompactd_highest_zoneidx, and mark kcompactd to be woken (the suitability check and the
+    mm_compaction_wakeup_kcompactd tracepoint come when the daemons run)."""
+    if order == 0:
+        return
+    if s.nd[node, ND_KCOMPACTD_MAX_ORDER] < order:
+        s.nd[node, ND_KCOMPACTD_MAX_ORDER] = order
+    if s.nd[node, ND_KCOMPACTD_HIGHEST_ZONEIDX] > highest_zoneidx:
+        s.nd[node, ND_KCOMPACTD_HIGHEST_ZONEIDX] = highest_zoneidx
+    if not s.nd[node, ND_KCOMPACTD_AWAKE]:
+        s.nd[node, ND_KCOMPACTD_AWAKE] = 2  # woken if kcompactd_node_suitable()
 
 
 @njit(inline="always")
@@ -888,7 +981,7 @@ def rmqueue(s: State, z: int, cpu: int, order: int, gfp: int, alloc_flags: int, 
         page = rmqueue_buddy(s, z, order, alloc_flags, mt)
     if s.zs[z, ZF_FLAGS] & ZONE_BOOSTED_WATERMARK:
         s.zs[z, ZF_FLAGS] &= ~ZONE_BOOSTED_WATERMARK
-        wakeup_kswapd(s, z, 0, s.zs[z, ZF_ZIDX])
+        wakeup_kswapd(s, z, 0, 0, s.zs[z, ZF_ZIDX])
     return page
 
 
@@ -1184,6 +1277,13 @@ def run_events(st: State, ev: Any, start: int, handles: Any, out: Any) -> tuple[
                 continue
             free_the_page(s, pfn, order, cpu)
             out[i] = pfn
+        elif op == OP_PREP_NEW_PAGE:  # a block compaction captured for this request
+            page = int(ev[i, EV_FLAGS])
+            h = int(ev[i, EV_ARG])
+            prep_new_page(s, page, order, int(ev[i, EV_GFP]), h)
+            if h >= 0:
+                handles[h] = page
+            out[i] = page
         elif op == OP_DRAIN_ALL:
             drain_all_pages(s)
         elif op == OP_UNRESERVE_HIGHATOMIC:

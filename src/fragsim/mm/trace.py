@@ -111,6 +111,14 @@ class Tracer:
                     f"node={node} zone={m.zone_name(pfn):<8s} order={order} "
                     f"ret={COMPACTION_STATUS[a]}"
                 )
+            elif tp == I.TP_MM_COMPACTION_TRY_TO_COMPACT_PAGES:
+                body = f"order={order} gfp_mask={show_gfp_flags(a)} priority={b}"
+            elif tp == I.TP_MM_COMPACTION_KCOMPACTD_SLEEP:
+                body = f"nid={pfn}"
+            elif tp in (I.TP_MM_COMPACTION_WAKEUP_KCOMPACTD, I.TP_MM_COMPACTION_KCOMPACTD_WAKE):
+                body = f"nid={pfn} order={order} classzone_idx={m.zone_name(a):<8s}"
+            elif tp == I.TP_MM_VMSCAN_WAKEUP_KSWAPD:
+                body = f"nid={pfn} order={order} gfp_flags={show_gfp_flags(b)}"
             else:
                 body = _compaction_body(tp, pfn, order, a, b, c, d)
             write(prefix + body + "\n")
