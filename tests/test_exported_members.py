@@ -7,6 +7,16 @@ import doctest
 import fragsim
 
 EXPECTED = {
+    "ClearPageMovable",
+    "CompiledPolicy",
+    "ContractError",
+    "IsolateMode",
+    "MigrateMode",
+    "MigrateResult",
+    "MigrationCost",
+    "MovableDriver",
+    "SetPageMovable",
+    "register_driver",
     "GFP_ATOMIC",
     "GFP_HIGHUSER_MOVABLE",
     "GFP_KERNEL",

@@ -9,6 +9,7 @@ Linux 6.1 page allocator.
 True
 """
 
+from fragsim.drivers import MovableDriver, register_driver
 from fragsim.errors import AllocatorError, ConfigError, FragsimError, InvariantError, ParseError
 from fragsim.mm import vmstat
 from fragsim.mm.debug import check_invariants
@@ -24,6 +25,16 @@ from fragsim.mm.gfp import (
     show_gfp_flags,
 )
 from fragsim.mm.machine import Machine
+from fragsim.mm.migrate import (
+    ClearPageMovable,
+    CompiledPolicy,
+    ContractError,
+    IsolateMode,
+    MigrateMode,
+    MigrateResult,
+    MigrationCost,
+    SetPageMovable,
+)
 from fragsim.mm.page import Page
 from fragsim.mm.trace import Tracer
 from fragsim.profiles import MachineProfile, NodeSpec, ZoneSpec, machine_profile
@@ -39,6 +50,16 @@ __all__ = [
     "GFP_TRANSHUGE_LIGHT",
     "GFP_USER",
     "AllocatorError",
+    "ClearPageMovable",
+    "CompiledPolicy",
+    "ContractError",
+    "IsolateMode",
+    "MigrateMode",
+    "MigrateResult",
+    "MigrationCost",
+    "MovableDriver",
+    "SetPageMovable",
+    "register_driver",
     "ConfigError",
     "FragsimError",
     "InvariantError",

@@ -2047,7 +2047,7 @@ def kcompactd_do_work(machine: Any, nid: int) -> None:
     if st.nd[nid, ND_KCOMPACTD_MAX_ORDER] <= order:
         st.nd[nid, ND_KCOMPACTD_MAX_ORDER] = 0
     if st.nd[nid, ND_KCOMPACTD_HIGHEST_ZONEIDX] >= hz:
-        st.nd[nid, ND_KCOMPACTD_HIGHEST_ZONEIDX] = machine.nr_zone_types - 1
+        st.nd[nid, ND_KCOMPACTD_HIGHEST_ZONEIDX] = machine.nr_zones(nid) - 1
     _flush(machine)
 
 

@@ -132,6 +132,7 @@ class Machine:
         #: run kswapd and kcompactd after each batch that woke them (fragsim/mm/vmscan.py)
         self.daemons = True
         self._depth = 0
+        self._next_handle = 0
         self._build()
         self._boot()
 
@@ -148,6 +149,15 @@ class Machine:
 
     def zone_name(self, z: int) -> str:
         return self.profile.zone_types[z % self.nr_zone_types]
+
+    def nr_zones(self, nid: int) -> int:
+        """pgdat->nr_zones: one more than the index of the node's highest populated zone."""
+        spans = [
+            self.zone_index(z.name)
+            for z in self.profile.nodes[nid].zones
+            if z.end_pfn > z.start_pfn
+        ]
+        return max(spans, default=-1) + 1
 
     def populated_zones(self) -> list[int]:
         return [z for z in range(self.state.zs.shape[0]) if self.state.zs[z, I.ZF_MANAGED] > 0]
@@ -234,7 +244,9 @@ class Machine:
         nd = np.zeros((self.nr_nodes, I.NR_NDF), np.int64)
         nd[:, I.ND_KSWAPD_ORDER] = -1
         nd[:, I.ND_KSWAPD_HIGHEST_ZONEIDX] = -1
-        nd[:, I.ND_KCOMPACTD_HIGHEST_ZONEIDX] = self.nr_zone_types - 1
+        nd[:, I.ND_KCOMPACTD_HIGHEST_ZONEIDX] = [
+            self.nr_zones(nid) - 1 for nid in range(self.nr_nodes)
+        ]
         nd[:, I.ND_PROACTIVE_NEXT] = 500 * 1_000_000  # kcompactd's first timeout
         self.state = I.State(
             nxt=nxt,
@@ -621,6 +633,20 @@ class Machine:
             raise AllocatorError(f"alloc_pages: no cpu {cpu}")
         if not 0 <= nid < self.nr_nodes:
             raise AllocatorError(f"alloc_pages: no node {nid}")
+
+    def new_handles(self, n: int) -> int:
+        """Reserve ``n`` new handles in the machine's handle table (``self.handles``, fragsim's
+        rmap: migration keeps it pointing at each block); returns the first. Everything that
+        allocates under handles on one machine should share this table: ``run(ev, handles)``
+        with another table replaces it."""
+        first = max(self._next_handle, 0)
+        need = first + n
+        if need > self.handles.shape[0]:
+            grown = np.full(max(need, 2 * self.handles.shape[0]), NO_PAGE, np.int32)
+            grown[: self.handles.shape[0]] = self.handles
+            self.handles = grown
+        self._next_handle = need
+        return first
 
     def page(self, pfn: int) -> Page:
         return Page(self, pfn)

@@ -23,12 +23,13 @@ __all__ = ["balance_pgdat", "kswapd", "prepare_kswapd_sleep"]
 DEF_PRIORITY = 12
 
 
-def balance_pgdat(m: Machine, nid: int, order: int, highest_zoneidx: int) -> None:
+def balance_pgdat(m: Machine, nid: int, order: int, highest_zoneidx: int) -> int:
     """balance_pgdat() (6.1): reclaim at falling priorities (DEF_PRIORITY .. 1) until the node
     is balanced for the order; a boosted watermark makes kswapd reclaim the boost even when
     balanced (and restart without it when that is not enough). Afterwards the boosts taken at
     the start are removed and kcompactd is woken for pageblock_order; a run that reclaimed
-    nothing counts a kswapd failure."""
+    nothing counts a kswapd failure. Once twice the request (compact_gap) is reclaimed, the
+    order drops to 0 (kswapd_shrink_node: compaction will do the rest). Returns that order."""
     st = m.state
     nzt = m.nr_zone_types
     zones = [nid * nzt + i for i in range(highest_zoneidx + 1)]
@@ -48,6 +49,8 @@ def balance_pgdat(m: Machine, nid: int, order: int, highest_zoneidx: int) -> Non
             break
         got = hook(m, nid, order, highest_zoneidx) if hook is not None else 0
         reclaimed += got
+        if order and reclaimed >= 2 << order:
+            order = 0
         if nr_boost_reclaim:
             nr_boost_reclaim -= min(nr_boost_reclaim, got)
             if not nr_boost_reclaim:
@@ -64,6 +67,7 @@ def balance_pgdat(m: Machine, nid: int, order: int, highest_zoneidx: int) -> Non
             if b:
                 st.zs[z, I.ZF_BOOST] -= min(int(st.zs[z, I.ZF_BOOST]), b)
         pa.wakeup_kcompactd(st, nid, m.pageblock_order, highest_zoneidx)
+    return order
 
 
 def prepare_kswapd_sleep(m: Machine, nid: int, order: int, highest_zoneidx: int) -> bool:
@@ -76,9 +80,10 @@ def prepare_kswapd_sleep(m: Machine, nid: int, order: int, highest_zoneidx: int)
 
 def kswapd(m: Machine, nid: int) -> None:
     """One wake-up of kswapd() (6.1): take the requested order and highest zone, reset them,
-    balance_pgdat(), then kswapd_try_to_sleep(): if the node can sleep, flush the skip bits of a
-    finished direct compaction (reset_isolation_suitable) and wake kcompactd for the order the
-    allocation wanted."""
+    balance_pgdat(); then kswapd_try_to_sleep(): if balance_pgdat dropped to order 0 after
+    reclaiming, try to sleep with the allocation's order, else (the loop's next round, the
+    order read back as 0) with order 0; a node that can sleep has the skip bits of a finished
+    direct compaction flushed (reset_isolation_suitable) and kcompactd woken for that order."""
     from fragsim.mm.compaction import reset_isolation_suitable
 
     st = m.state
@@ -89,7 +94,10 @@ def kswapd(m: Machine, nid: int) -> None:
         hz = m.nr_zone_types - 1
     st.nd[nid, I.ND_KSWAPD_ORDER] = 0
     st.nd[nid, I.ND_KSWAPD_HIGHEST_ZONEIDX] = -1
-    balance_pgdat(m, nid, order, hz)
-    if prepare_kswapd_sleep(m, nid, order, hz):
+    reclaim_order = balance_pgdat(m, nid, order, hz)
+    alloc_order = order
+    if reclaim_order >= alloc_order:
+        alloc_order = reclaim_order = 0
+    if prepare_kswapd_sleep(m, nid, reclaim_order, hz):
         reset_isolation_suitable(m, nid)
-        pa.wakeup_kcompactd(st, nid, order, hz)
+        pa.wakeup_kcompactd(st, nid, alloc_order, hz)

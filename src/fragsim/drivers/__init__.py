@@ -1,0 +1,18 @@
+"""Memory users: the drivers and subsystems that hold a device's memory (balloon, zsmalloc /
+zram, GPU, slab, page cache, anonymous memory). Each is a plugin in one file under this package,
+built on fragsim's public API only, and registered with one line next to its class::
+
+    @register_driver("gpu")
+    class GpuDriver(MovableDriver): ...
+
+``MovableDriver`` (fragsim/drivers/base.py) carries the seed's switch: ``movable=True`` allocates
+the driver's pages __GFP_MOVABLE and registers its movable_operations (a kernel with the
+framework); ``movable=False`` allocates them unmovable and compaction cannot touch them (a
+kernel without it).
+"""
+
+from __future__ import annotations
+
+from fragsim.drivers.base import DRIVERS, MovableDriver, driver_class, register_driver
+
+__all__ = ["DRIVERS", "MovableDriver", "driver_class", "register_driver"]
