@@ -5,27 +5,29 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from fragsim.mm.machine import Machine
 
 __all__ = ["main"]
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    """Boot a 1 GiB machine, fragment it, print buddyinfo/pagetypeinfo before and after."""
+def demo_workload(
+    m: Machine, seed: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int32]]:
+    """The demo's fragmenting workload for ``m``: (allocation events, free events, handle table)
+    for ``m.run``. 85 % of the managed pages are allocated one page at a time (8 % GFP_KERNEL,
+    88 % anonymous LRU pages, 4 % reclaimable); then every other movable page and about 70 % of
+    the others are freed, so long-lived pollution stays behind."""
     from fragsim.mm import internal as I
-    from fragsim.mm import vmstat
     from fragsim.mm.gfp import __GFP_RECLAIMABLE, GFP_HIGHUSER_MOVABLE, GFP_KERNEL
-    from fragsim.mm.machine import Machine
     from fragsim.mm.page import PG_anon, PG_lru, PG_swapbacked
 
-    m = Machine(args.profile)
-    print(m.describe())
-    print("\n== before: /proc/buddyinfo ==")
-    print(vmstat.buddyinfo(m), end="")
-    print("\n== before: /proc/pagetypeinfo ==")
-    print(vmstat.pagetypeinfo(m), end="")
-    rng = np.random.default_rng(args.seed)
+    rng = np.random.default_rng(seed)
     n = int(m.state.zs[:, I.ZF_MANAGED].sum() * 0.85)
     kinds = rng.choice(3, size=n, p=[0.08, 0.88, 0.04])
     gfps = np.array([GFP_KERNEL, GFP_HIGHUSER_MOVABLE, GFP_KERNEL | __GFP_RECLAIMABLE])[kinds]
@@ -37,17 +39,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # movable allocations are anonymous pages put on the LRU (lru_cache_add after the fault)
     ev[:, I.EV_FLAGS] = np.where(kinds == 1, PG_lru | PG_anon | PG_swapbacked, 0)
     handles = np.full(n, -1, np.int32)
-    m.run(ev, handles)
-    # free every other movable page and most unmovable ones: long-lived pollution stays behind
     free = np.flatnonzero(
         ((kinds == 1) & (np.arange(n) % 2 == 0)) | ((kinds != 1) & (rng.random(n) < 0.7))
     )
     fr = np.zeros((free.size, I.NR_EV), np.int64)
     fr[:, I.EV_OP] = I.OP_FREE_HANDLE
     fr[:, I.EV_ARG] = free
+    return ev, fr, handles
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Boot a 1 GiB machine, fragment it, print buddyinfo/pagetypeinfo before and after."""
+    from fragsim.mm import vmstat
+    from fragsim.mm.machine import Machine
+
+    m = Machine(args.profile)
+    print(m.describe())
+    print("\n== before: /proc/buddyinfo ==")
+    print(vmstat.buddyinfo(m), end="")
+    print("\n== before: /proc/pagetypeinfo ==")
+    print(vmstat.pagetypeinfo(m), end="")
+    ev, fr, handles = demo_workload(m, args.seed)
+    m.run(ev, handles)
     m.run(fr, handles)
     m.drain_all_pages()
-    print(f"\n== after {n} allocations and {free.size} frees: /proc/buddyinfo ==")
+    print(f"\n== after {len(ev)} allocations and {len(fr)} frees: /proc/buddyinfo ==")
     print(vmstat.buddyinfo(m), end="")
     print("\n== after: /proc/pagetypeinfo ==")
     print(vmstat.pagetypeinfo(m), end="")
@@ -121,6 +137,65 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         snap = load_snapshot(args.snapshot)
     report = inspect_snapshot(snap, extfrag_threshold=args.extfrag_threshold)
     print(report.to_json() if args.json else format_report(report), end="\n" if args.json else "")
+    if args.html:
+        from fragsim.viz.reports import inspect_html
+
+        inspect_html(report, snap).write(args.html)
+        print(f"fragsim inspect: wrote {args.html}", file=sys.stderr)
+    return 0
+
+
+def cmd_memmap(args: argparse.Namespace) -> int:
+    """Draw the memory map of a snapshot, or of the demo machine before and after compaction."""
+    from fragsim.viz.memmap import memmap_from_machine, memmap_from_snapshot, write_png
+    from fragsim.viz.reports import memmap_html
+
+    if args.demo == (args.snapshot is not None):
+        args.parser.error("memmap takes a SNAPSHOT directory or --demo, not both")
+    if not (args.output or args.html):
+        args.parser.error("give -o PNG, --html FILE, or both")
+    texts: list[tuple[str, str]] = []
+    if args.demo:
+        from fragsim.mm import vmstat
+        from fragsim.mm.machine import Machine
+
+        m = Machine(args.profile)
+        stages = [("boot", memmap_from_machine(m), vmstat.buddyinfo(m))]
+        ev, fr, handles = demo_workload(m, args.seed)
+        m.run(ev, handles)
+        stages.append((f"{len(ev)} allocations", memmap_from_machine(m), vmstat.buddyinfo(m)))
+        m.run(fr, handles)
+        m.drain_all_pages()
+        stages.append((f"{len(fr)} frees", memmap_from_machine(m), vmstat.buddyinfo(m)))
+        m.compact_memory()
+        stages.append(("compact_memory", memmap_from_machine(m), vmstat.buddyinfo(m)))
+        titles = [f"{i}: after {t}" if i else "0: boot" for i, (t, _, _) in enumerate(stages)]
+        maps = [mm for _, mm, _ in stages]
+        texts = [(t, b) for t, (_, _, b) in zip(titles, stages, strict=True)]
+        png_maps, png_titles = maps[2:], ["before compaction", "after compact_memory"]
+        source = f"fragsim demo ({args.profile}, seed {args.seed})"
+    else:
+        from fragsim.analysis.inspect import load_snapshot
+
+        maps = png_maps = [memmap_from_snapshot(load_snapshot(args.snapshot))]
+        titles = png_titles = [args.snapshot]
+        source = args.snapshot
+    if args.output:
+        write_png(args.output, png_maps, png_titles, mode=args.mode)
+        print(f"fragsim memmap: wrote {args.output}", file=sys.stderr)
+    if args.html:
+        rep = memmap_html(
+            f"fragsim memmap {source}",
+            maps,
+            titles,
+            slider_label="stage" if args.demo else None,
+            compare=(2, 3) if args.demo else None,
+            compare_title="Before and after compact_memory",
+            texts=texts,
+            texts_title="/proc/buddyinfo at each stage",
+        )
+        rep.write(args.html)
+        print(f"fragsim memmap: wrote {args.html}", file=sys.stderr)
     return 0
 
 
@@ -152,7 +227,24 @@ def main(argv: list[str] | None = None) -> int:
     ins.add_argument("--root", default="/", help="with --live: read proc/ and sys/ under DIR")
     ins.add_argument("--json", action="store_true", help="print the report as JSON")
     ins.add_argument("--extfrag-threshold", type=int, help="override vm.extfrag_threshold")
+    ins.add_argument(
+        "--html", metavar="FILE", help="also write the report as a self-contained HTML"
+    )
     ins.set_defaults(func=cmd_inspect, parser=ins)
+    mp = sub.add_parser("memmap", help="draw a memory map (snapshot, or the demo before/after)")
+    mp.add_argument("snapshot", metavar="SNAPSHOT", nargs="?", help="a snapshot with kpageflags")
+    mp.add_argument("--demo", action="store_true", help="the demo machine, before/after compaction")
+    mp.add_argument("--profile", default="x86_64-1g", help="with --demo: the machine profile")
+    mp.add_argument("--seed", type=int, default=1, help="with --demo: the workload's seed")
+    mp.add_argument("-o", "--output", metavar="PNG", help="write the map(s) with a legend as PNG")
+    mp.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
+    mp.add_argument(
+        "--mode",
+        choices=("auto", "page", "pageblock"),
+        default="auto",
+        help="one cell per page, or one stacked bar per pageblock (auto: by size)",
+    )
+    mp.set_defaults(func=cmd_memmap, parser=mp)
     args = p.parse_args(argv)
     try:
         return int(args.func(args))
