@@ -6,9 +6,10 @@ set_recommended_min_free_kbytes and __alloc_pages_slowpath (Linux 6.1.192).
 
 ``Machine`` owns one ``State`` (fragsim/mm/internal.py). The compiled allocator
 (fragsim/mm/page_alloc.py) runs the fast path over batches of events; an allocation it cannot
-satisfy comes back here and runs the slow path's stages in the kernel's order. Reclaim and
-compaction plug in through ``Machine.hooks``; until they exist the stages make no progress and
-an allocation fails when the watermarks and the free lists say so.
+satisfy comes back here and runs the slow path's stages in the kernel's order, with direct
+compaction (fragsim/mm/compaction.py). Page reclaim and the OOM killer plug in through
+``Machine.hooks``; until they exist reclaim makes no progress. The daemons a batch woke (kswapd,
+kcompactd) run after it (``run_daemons``); ``advance`` moves the simulated clock.
 """
 
 from __future__ import annotations
