@@ -7,11 +7,13 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fragsim.drivers import MovableDriver
 from fragsim.mm import internal as I
 from fragsim.mm.debug import check_invariants
-from fragsim.mm.gfp import __GFP_NOWARN, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_TRANSHUGE
+from fragsim.mm.gfp import __GFP_NOWARN, GFP_ATOMIC, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_TRANSHUGE
 from fragsim.mm.machine import Machine
-from fragsim.mm.page import PG_anon, PG_lru, PG_swapbacked, PG_unevictable
+from fragsim.mm.migrate import CompiledPolicy, MigrateMode, MigrateResult
+from fragsim.mm.page import Page, PG_anon, PG_lru, PG_swapbacked, PG_unevictable
 
 ANON = PG_lru | PG_anon | PG_swapbacked
 #: (gfp, order, page flags): anonymous LRU pages, unevictable ones, kernel blocks, THPs
@@ -91,3 +93,88 @@ def test_compaction_keeps_every_page_and_owner(
 
 def ev_pfn_before(h: int, live: np.ndarray, pfns: np.ndarray) -> int:
     return int(pfns[np.searchsorted(live, h)])
+
+
+class Keeper(MovableDriver):
+    """A Python driver that keeps a datum per page, keyed by pfn, and moves it on migration."""
+
+    name = "keeper"
+
+    def __init__(self, m: Machine, **kw: object) -> None:
+        super().__init__(m, **kw)  # type: ignore[arg-type]
+        self.data: dict[int, int] = {}
+
+    def migrate_page(self, dst: Page, src: Page, mode: MigrateMode) -> MigrateResult:
+        self.data[dst.pfn] = self.data.pop(src.pfn)
+        return super().migrate_page(dst, src, mode)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    keep=st.lists(st.booleans(), min_size=64, max_size=64),
+    busy=st.sampled_from([0.0, 0.3, 1.0]),
+    eagain=st.sampled_from([0.0, 0.5]),
+    requests=st.lists(
+        st.sampled_from([(GFP_KERNEL, 3), (GFP_ATOMIC, 2), (GFP_TRANSHUGE, 9), (GFP_KERNEL, 1)]),
+        max_size=12,
+    ),
+    seed=st.integers(0, 3),
+)
+def test_direct_compaction_and_drivers_keep_every_page_and_datum(
+    keep: list[bool],
+    busy: float,
+    eagain: float,
+    requests: list[tuple[int, int]],
+    seed: int,
+) -> None:
+    """Driver pages (a compiled policy and a Python driver), LRU pages and kernel pages mixed;
+    high-order requests go through the slow path (direct compaction, capture, kswapd and
+    kcompactd); then compact_memory. Every page is where its owner's handle says, once; every
+    Python datum moved with its page; the invariant checker passes after every batch."""
+    m = Machine("flat:16384", nr_cpus=1, config_thp=False, seed=seed)
+    gpu = MovableDriver(m, policy=CompiledPolicy(isolate_busy=busy, migrate_eagain=eagain))
+    py = Keeper(m)
+    hs: list[tuple[MovableDriver, int]] = []
+    for i in range(3000):
+        d = gpu if i % 3 else py
+        h = d.alloc_page(GFP_KERNEL)
+        if h < 0:
+            break
+        if d is py:
+            py.data[py.pfn(h)] = h
+        hs.append((d, h))
+    lru = m.new_handles(6000)
+    ev = np.zeros((6000, I.NR_EV), np.int64)
+    ev[:, I.EV_OP] = I.OP_ALLOC
+    ev[:, I.EV_GFP] = GFP_HIGHUSER_MOVABLE | __GFP_NOWARN
+    ev[:, I.EV_ARG] = np.arange(lru, lru + 6000)
+    ev[:, I.EV_FLAGS] = ANON
+    m.run(ev)
+    kept = []
+    for i, (d, h) in enumerate(hs):
+        if keep[i % 64]:
+            kept.append((d, h))
+        else:
+            if d is py:
+                py.data.pop(py.pfn(h))
+            d.free_page(h)
+    fr = np.zeros((3000, I.NR_EV), np.int64)
+    fr[:, I.EV_OP] = I.OP_FREE_HANDLE
+    fr[:, I.EV_ARG] = np.arange(lru, lru + 6000, 2)
+    m.run(fr)
+    check_invariants(m)
+    m.debug = True  # from here on, after every batch
+    for gfp, order in requests:
+        m.alloc_pages(gfp | __GFP_NOWARN, order)
+    m.compact_memory()
+    check_invariants(m)
+    live = np.flatnonzero(m.handles >= 0)
+    pfns = m.handles[live]
+    assert len(np.unique(pfns)) == len(pfns)
+    assert (m.state.owner[pfns] == live).all()
+    for d, h in kept:
+        p = d.pfn(h)
+        assert m.movable_ops[m.state.mops[p] - 1] is d
+        if d is py:
+            assert py.data[p] == h
+    assert len(py.data) == sum(1 for d, _ in kept if d is py)
