@@ -4,6 +4,7 @@ whose only obstacles are driver pages compacts with their ops registered and can
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +25,7 @@ from fragsim.mm.migrate import (
     put_page,
 )
 from fragsim.mm.page import Page, PG_anon, PG_lru, PG_swapbacked
+from fragsim.mm.trace import Tracer
 
 ANON = PG_lru | PG_anon | PG_swapbacked
 
@@ -127,3 +129,33 @@ def test_eagain_is_retried_for_ten_passes_then_the_page_is_put_back() -> None:
     assert m.state.refcount[stuck] == 1 and not PageIsolated(m, stuck)
     c = vmstat.vmstat_counters(m)
     assert c["pgmigrate_fail"] == 2
+
+
+def test_eagain_tracepoints_and_driver_calls_in_order() -> None:
+    """The kernel's view of one stuck driver page: mm_compaction_isolate_migratepages takes it,
+    migrate_pages retries it for ten passes (the driver sees ten migrate_page calls; the kernel
+    traces no pass), mm_migrate_pages reports it failed, mm_compaction_migratepages too, and the
+    driver gets its putback_page."""
+    m, d, pages = one_page_per_pageblock(movable=True)
+    stuck = pages[0]
+    d.eagain.add(stuck)
+    buf = io.StringIO()
+    Tracer(
+        buf,
+        [
+            "mm_compaction_isolate_migratepages",
+            "mm_migrate_pages",
+            "mm_compaction_migratepages",
+        ],
+    ).attach(m)
+    m.compact_memory()
+    m.tracer.flush(m)
+    lines = [line.split(": ", 1)[1] for line in buf.getvalue().splitlines()]
+    block = stuck >> 9 << 9
+    assert lines[0].startswith(
+        f"mm_compaction_isolate_migratepages: range=({block:#x} ~ {block + 512:#x}) "
+    )
+    assert lines[0].endswith("nr_taken=1")
+    assert lines[1].startswith("mm_migrate_pages: nr_succeeded=0 nr_failed=1 ")
+    assert lines[2] == "mm_compaction_migratepages: nr_migrated=0 nr_failed=1"
+    assert [op for op, p in d.log if p == stuck] == ["isolate"] + ["migrate"] * 10 + ["putback"]
