@@ -479,6 +479,60 @@ class Machine:
         self.min_free_kbytes = kbytes
         self.setup_per_zone_wmarks()
 
+    # ------------------------------------------------------------------ sysctls
+    #: /proc/sys/vm tunables fragsim models: name -> (min, max) as the kernel's sysctl table
+    #: (kernel/sysctl.c, mm/*.c, 6.1) bounds them
+    SYSCTLS = {
+        "min_free_kbytes": (0, 2**31 - 1),
+        "watermark_boost_factor": (0, 2**31 - 1),
+        "watermark_scale_factor": (1, 3000),
+        "extfrag_threshold": (0, 1000),
+        "compact_unevictable_allowed": (0, 1),
+        "compaction_proactiveness": (0, 100),
+    }
+
+    def sysctl(self, name: str, value: int | None = None) -> int:
+        """Read or write a vm sysctl by its name (``vm.extfrag_threshold``,
+        ``/proc/sys/vm/extfrag_threshold`` or ``extfrag_threshold``), with the kernel's bounds
+        and side effects (a watermark tunable recomputes the watermarks). Returns the value."""
+        key = name.removeprefix("/proc/sys/vm/").removeprefix("vm.")
+        if key not in self.SYSCTLS:
+            raise ConfigError(f"sysctl {name!r}: unknown; known: vm.{', vm.'.join(self.SYSCTLS)}")
+        prm = self.state.prm
+        if value is not None:
+            lo, hi = self.SYSCTLS[key]
+            if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+                raise ConfigError(f"sysctl vm.{key}: {value!r} is not an integer in [{lo}, {hi}]")
+            if key == "min_free_kbytes":
+                self.set_min_free_kbytes(value)
+            elif key == "watermark_boost_factor":
+                self.profile = self.profile.with_(watermark_boost_factor=value)
+                prm[I.P_BOOST_FACTOR] = value if self.kernel.watermark_boost else 0
+            elif key == "watermark_scale_factor":
+                self.profile = self.profile.with_(watermark_scale_factor=value)
+                self.setup_per_zone_wmarks()
+            else:
+                prm[self._SYSCTL_PRM[key]] = value
+            if key == "compaction_proactiveness" and value:
+                # compaction_proactiveness_sysctl_handler(): kcompactd checks right away
+                from fragsim.mm.compaction import kcompactd
+
+                now = int(prm[I.P_NOW])
+                for nid in range(self.nr_nodes):
+                    self.state.nd[nid, I.ND_PROACTIVE_NEXT] = now
+                    kcompactd(self, nid, now)
+        if key == "min_free_kbytes":
+            return self.min_free_kbytes
+        if key in ("watermark_boost_factor", "watermark_scale_factor"):
+            return int(getattr(self.profile, key))
+        return int(prm[self._SYSCTL_PRM[key]])
+
+    _SYSCTL_PRM = {
+        "extfrag_threshold": I.P_EXTFRAG_THRESHOLD,
+        "compact_unevictable_allowed": I.P_COMPACT_UNEVICTABLE,
+        "compaction_proactiveness": I.P_COMPACTION_PROACTIVENESS,
+    }
+
     # ------------------------------------------------------------------ running events
     def set_trace_buffer(self, rows: int) -> None:
         st = self.state
