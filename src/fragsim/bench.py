@@ -89,14 +89,8 @@ def compaction_bench(pages: int, repeat: int = 3) -> float:
     from fragsim.mm.page import PG_anon, PG_lru, PG_swapbacked
 
     n = int(pages * 0.8)
-    ev = np.zeros((n, I.NR_EV), np.int64)
-    ev[:, I.EV_OP] = I.OP_ALLOC
-    ev[:, I.EV_GFP] = GFP_HIGHUSER_MOVABLE
-    ev[:, I.EV_ARG] = np.arange(n)
-    ev[:, I.EV_FLAGS] = PG_lru | PG_anon | PG_swapbacked
-    fr = np.zeros((n // 2, I.NR_EV), np.int64)
-    fr[:, I.EV_OP] = I.OP_FREE_HANDLE
-    fr[:, I.EV_ARG] = np.arange(0, n, 2)[: n // 2]
+    ev = I.alloc_events(np.arange(n), GFP_HIGHUSER_MOVABLE, flags=PG_lru | PG_anon | PG_swapbacked)
+    fr = I.free_events(np.arange(0, n, 2)[: n // 2])
     best = float("inf")
     for _ in range(repeat):
         m = Machine(f"flat:{pages}", nr_cpus=1)

@@ -31,21 +31,14 @@ def demo_workload(
     n = int(m.state.zs[:, I.ZF_MANAGED].sum() * 0.85)
     kinds = rng.choice(3, size=n, p=[0.08, 0.88, 0.04])
     gfps = np.array([GFP_KERNEL, GFP_HIGHUSER_MOVABLE, GFP_KERNEL | __GFP_RECLAIMABLE])[kinds]
-    ev = np.zeros((n, I.NR_EV), np.int64)
-    ev[:, I.EV_OP] = I.OP_ALLOC
-    ev[:, I.EV_GFP] = gfps
-    ev[:, I.EV_ARG] = np.arange(n)
-    ev[:, I.EV_CPU] = rng.integers(0, m.nr_cpus, n)
     # movable allocations are anonymous pages put on the LRU (lru_cache_add after the fault)
-    ev[:, I.EV_FLAGS] = np.where(kinds == 1, PG_lru | PG_anon | PG_swapbacked, 0)
+    flags = np.where(kinds == 1, PG_lru | PG_anon | PG_swapbacked, 0)
+    ev = I.alloc_events(np.arange(n), gfps, flags=flags, cpu=rng.integers(0, m.nr_cpus, n))
     handles = np.full(n, -1, np.int32)
     free = np.flatnonzero(
         ((kinds == 1) & (np.arange(n) % 2 == 0)) | ((kinds != 1) & (rng.random(n) < 0.7))
     )
-    fr = np.zeros((free.size, I.NR_EV), np.int64)
-    fr[:, I.EV_OP] = I.OP_FREE_HANDLE
-    fr[:, I.EV_ARG] = free
-    return ev, fr, handles
+    return ev, I.free_events(free), handles
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

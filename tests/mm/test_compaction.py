@@ -21,18 +21,9 @@ ANON = PG_lru | PG_anon | PG_swapbacked
 def fragment(m: Machine, n: int, keep_every: int = 2, flags: int = ANON) -> np.ndarray:
     """Allocate n order-0 LRU pages under handles 0..n-1, free all but every keep_every-th one,
     drain the pcp lists. Returns the handle table."""
-    ev = np.zeros((n, I.NR_EV), np.int64)
-    ev[:, I.EV_OP] = I.OP_ALLOC
-    ev[:, I.EV_GFP] = GFP_HIGHUSER_MOVABLE
-    ev[:, I.EV_ARG] = np.arange(n)
-    ev[:, I.EV_FLAGS] = flags
     handles = np.full(n, -1, np.int32)
-    m.run(ev, handles)
-    free = np.array([h for h in range(n) if h % keep_every], np.int64)
-    fr = np.zeros((free.size, I.NR_EV), np.int64)
-    fr[:, I.EV_OP] = I.OP_FREE_HANDLE
-    fr[:, I.EV_ARG] = free
-    m.run(fr, handles)
+    m.run(I.alloc_events(np.arange(n), GFP_HIGHUSER_MOVABLE, flags=flags), handles)
+    m.run(I.free_events([h for h in range(n) if h % keep_every]), handles)
     m.drain_all_pages()
     return handles
 
@@ -48,13 +39,8 @@ def high_order_free(m: Machine, order: int = 9) -> int:
 def fill_lru(m: Machine, flags: int = ANON) -> np.ndarray:
     """Allocate order-0 LRU pages until the watermark stops it; returns the handle table."""
     n = int(m.state.zs[:, I.ZF_MANAGED].sum())
-    ev = np.zeros((n, I.NR_EV), np.int64)
-    ev[:, I.EV_OP] = I.OP_ALLOC
-    ev[:, I.EV_GFP] = GFP_HIGHUSER_MOVABLE | 0x2000  # __GFP_NOWARN
-    ev[:, I.EV_ARG] = np.arange(n)
-    ev[:, I.EV_FLAGS] = flags
     handles = np.full(n, -1, np.int32)
-    m.run(ev, handles)
+    m.run(I.alloc_events(np.arange(n), GFP_HIGHUSER_MOVABLE | 0x2000, flags=flags), handles)
     return handles
 
 

@@ -47,18 +47,10 @@ def spread(
     """Fill the machine with order-0 pages (handles 0..n-1), then free every page whose pfn
     ``keep(pfn)`` rejects; returns the handle table."""
     n = int(m.state.zs[:, I.ZF_MANAGED].sum())
-    ev = np.zeros((n, I.NR_EV), np.int64)
-    ev[:, I.EV_OP] = I.OP_ALLOC
-    ev[:, I.EV_GFP] = gfp | __GFP_NOWARN
-    ev[:, I.EV_ARG] = np.arange(n)
-    ev[:, I.EV_FLAGS] = flags
     handles = np.full(n, -1, np.int32)
-    m.run(ev, handles)
+    m.run(I.alloc_events(np.arange(n), gfp | __GFP_NOWARN, flags=flags), handles)
     drop = [h for h in range(n) if handles[h] >= 0 and not keep(int(handles[h]))]  # type: ignore[operator]
-    rows = np.zeros((len(drop), I.NR_EV), np.int64)
-    rows[:, I.EV_OP] = I.OP_FREE_HANDLE
-    rows[:, I.EV_ARG] = drop
-    m.run(rows, handles)
+    m.run(I.free_events(drop), handles)
     m.drain_all_pages()
     return handles
 

@@ -66,12 +66,8 @@ def one_page_per_pageblock(movable: bool) -> tuple[Machine, Driver, list[int]]:
     """flat:8192 where every pageblock holds exactly one driver page and nothing else."""
     m = Machine("flat:8192", nr_cpus=1, config_thp=False)
     n = int(m.state.zs[:, I.ZF_MANAGED].sum())
-    ev = np.zeros((n, I.NR_EV), np.int64)
-    ev[:, I.EV_OP] = I.OP_ALLOC
-    ev[:, I.EV_GFP] = GFP_HIGHUSER_MOVABLE | 0x2000
-    ev[:, I.EV_ARG] = np.arange(n)
     handles = np.full(n, -1, np.int32)
-    m.run(ev, handles)
+    m.run(I.alloc_events(np.arange(n), GFP_HIGHUSER_MOVABLE | 0x2000), handles)
     used = sorted(int(p) for p in handles[handles >= 0])
     keep = {}
     for p in used:

@@ -47,23 +47,21 @@ def test_compaction_keeps_every_page_and_owner(
     # Lay down many small LRU pages first so that the plan's frees leave holes to compact.
     n = len(plan)
     base = 6000
-    ev = np.zeros((base + n, I.NR_EV), np.int64)
-    ev[:base, I.EV_OP] = I.OP_ALLOC
-    ev[:base, I.EV_GFP] = GFP_HIGHUSER_MOVABLE | __GFP_NOWARN
-    ev[:base, I.EV_FLAGS] = ANON
-    for i, (kind, _, _) in enumerate(plan):
-        gfp, order, flags = KINDS[kind]
-        ev[base + i] = (I.OP_ALLOC, order, gfp | __GFP_NOWARN, 0, i % cpus, 0, flags)
-    ev[:, I.EV_ARG] = np.arange(base + n)
-    ev[:, I.EV_CPU] = np.arange(base + n) % cpus
+    kinds = [KINDS[kind] for kind, _, _ in plan]
     handles = np.full(base + n, -1, np.int32)
-    m.run(ev, handles)
+    m.run(
+        I.alloc_events(
+            np.arange(base + n),
+            [GFP_HIGHUSER_MOVABLE | __GFP_NOWARN] * base + [g | __GFP_NOWARN for g, _, _ in kinds],
+            order=[0] * base + [o for _, o, _ in kinds],
+            flags=[ANON] * base + [f for _, _, f in kinds],
+            cpu=np.arange(base + n) % cpus,
+        ),
+        handles,
+    )
     # free every other base page, and the plan's pages marked for freeing; pin some
     free = [h for h in range(0, base, 2)] + [base + i for i, p in enumerate(plan) if p[1]]
-    fr = np.zeros((len(free), I.NR_EV), np.int64)
-    fr[:, I.EV_OP] = I.OP_FREE_HANDLE
-    fr[:, I.EV_ARG] = free
-    m.run(fr, handles)
+    m.run(I.free_events(free), handles)
     pinned = [h for h in range(1, base, 2) if h % pin_every == 0 and handles[h] >= 0]
     for h in pinned:
         m.state.refcount[handles[h]] += 1024
@@ -144,12 +142,9 @@ def test_direct_compaction_and_drivers_keep_every_page_and_datum(
             py.data[py.pfn(h)] = h
         hs.append((d, h))
     lru = m.new_handles(6000)
-    ev = np.zeros((6000, I.NR_EV), np.int64)
-    ev[:, I.EV_OP] = I.OP_ALLOC
-    ev[:, I.EV_GFP] = GFP_HIGHUSER_MOVABLE | __GFP_NOWARN
-    ev[:, I.EV_ARG] = np.arange(lru, lru + 6000)
-    ev[:, I.EV_FLAGS] = ANON
-    m.run(ev)
+    m.run(
+        I.alloc_events(np.arange(lru, lru + 6000), GFP_HIGHUSER_MOVABLE | __GFP_NOWARN, flags=ANON)
+    )
     kept = []
     for i, (d, h) in enumerate(hs):
         if keep[i % 64]:
@@ -158,10 +153,7 @@ def test_direct_compaction_and_drivers_keep_every_page_and_datum(
             if d is py:
                 py.data.pop(py.pfn(h))
             d.free_page(h)
-    fr = np.zeros((3000, I.NR_EV), np.int64)
-    fr[:, I.EV_OP] = I.OP_FREE_HANDLE
-    fr[:, I.EV_ARG] = np.arange(lru, lru + 6000, 2)
-    m.run(fr)
+    m.run(I.free_events(np.arange(lru, lru + 6000, 2)))
     check_invariants(m)
     m.debug = True  # from here on, after every batch
     for gfp, order in requests:

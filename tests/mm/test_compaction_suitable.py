@@ -33,19 +33,9 @@ def filled(order: int, keep: int = 2) -> tuple[Machine, int]:
     free blocks larger than ``order`` that the watermark left are then allocated away."""
     m = Machine("flat:65536", nr_cpus=1)
     n = 65536 >> order
-    ev = np.zeros((n, I.NR_EV), np.int64)
-    ev[:, I.EV_OP] = I.OP_ALLOC
-    ev[:, I.EV_ORDER] = order
-    ev[:, I.EV_GFP] = GFP_HIGHUSER_MOVABLE | __GFP_NOWARN
-    ev[:, I.EV_ARG] = np.arange(n)
-    ev[:, I.EV_FLAGS] = ANON
     handles = np.full(n, -1, np.int32)
-    m.run(ev, handles)
-    fr = np.array([h for h in range(n) if h % keep and handles[h] >= 0], np.int64)
-    rows = np.zeros((fr.size, I.NR_EV), np.int64)
-    rows[:, I.EV_OP] = I.OP_FREE_HANDLE
-    rows[:, I.EV_ARG] = fr
-    m.run(rows, handles)
+    m.run(I.alloc_events(np.arange(n), GFP_HIGHUSER_MOVABLE | __GFP_NOWARN, order, ANON), handles)
+    m.run(I.free_events([h for h in range(n) if h % keep and handles[h] >= 0]), handles)
     m.drain_all_pages()
     z = m.zone_id(0, "Normal")
     for o in range(10, order, -1):
@@ -98,21 +88,13 @@ def checkerboard() -> tuple[Machine, int]:
     only lands on the allocated half; the kernel behaves the same.)"""
     m = Machine("flat:65536", nr_cpus=1, min_free_kbytes=256)
     n = 65536
-    ev = np.zeros((n, I.NR_EV), np.int64)
-    ev[:, I.EV_OP] = I.OP_ALLOC
-    ev[:, I.EV_GFP] = GFP_HIGHUSER_MOVABLE | __GFP_NOWARN
-    ev[:, I.EV_ARG] = np.arange(n)
-    ev[:, I.EV_FLAGS] = ANON
     handles = np.full(n, -1, np.int32)
-    m.run(ev, handles)
+    m.run(I.alloc_events(np.arange(n), GFP_HIGHUSER_MOVABLE | __GFP_NOWARN, flags=ANON), handles)
     z = m.zone_id(0, "Normal")
     while m.state.nr_free[z, 9:].sum():  # what the watermark left in large blocks: taken
         assert m.alloc_pages(GFP_HIGHUSER_MOVABLE, 9) >= 0
     live = np.flatnonzero(handles >= 0)
-    rows = np.zeros((live.size // 2, I.NR_EV), np.int64)
-    rows[:, I.EV_OP] = I.OP_FREE_HANDLE
-    rows[:, I.EV_ARG] = np.random.default_rng(1).permutation(live)[: live.size // 2]
-    m.run(rows, handles)
+    m.run(I.free_events(np.random.default_rng(1).permutation(live)[: live.size // 2]), handles)
     m.drain_all_pages()
     while m.state.nr_free[z, 9:].sum():
         assert m.alloc_pages(GFP_HIGHUSER_MOVABLE, 9) >= 0

@@ -14,10 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ClassVar
 
-import numpy as np
-
 from fragsim.errors import ConfigError
 from fragsim.mm.gfp import __GFP_MOVABLE, GFP_MOVABLE_MASK
+from fragsim.mm.internal import alloc_events
 from fragsim.mm.machine import Machine
 from fragsim.mm.migrate import (
     ClearPageMovable,
@@ -94,8 +93,7 @@ class MovableDriver:
         movable. Returns the handle, or -1 if the allocation failed."""
         m = self.machine
         h = m.new_handles(1)
-        ev = np.array([[0, order, self.gfp(gfp), h, cpu, 0, 0]], np.int64)
-        pfn = int(m.run(ev)[0])
+        pfn = int(m.run(alloc_events([h], self.gfp(gfp), order, cpu=cpu))[0])
         if pfn < 0:
             return -1
         if self.movable:

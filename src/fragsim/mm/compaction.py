@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from fragsim.mm import migrate
 from fragsim.mm._numba import njit
 from fragsim.mm.gfp import __GFP_FS, __GFP_IO, GFP_KERNEL
 from fragsim.mm.internal import (
@@ -946,11 +947,7 @@ def putback_movable_pages_step(s: State, cc: Any) -> bool:
         list_del(s.nxt, s.prv, page)
         if s.flags[page] & PG_isolated:
             d = drv_row(s, page)
-            if d >= 0 and s.drv[d, DRV_COMPILED]:
-                s.flags[page] &= ~PG_isolated
-                put_page(s, page, cc[CC_CPU])
-                continue
-            if d < 0:  # the driver released it meanwhile: no callback
+            if d < 0 or s.drv[d, DRV_COMPILED]:  # released meanwhile, or decided here
                 s.flags[page] &= ~PG_isolated
                 put_page(s, page, cc[CC_CPU])
                 continue
@@ -1365,12 +1362,14 @@ def migrate_pages_step(s: State, cc: Any, handles: Any) -> bool:
             break
         if s.flags[page] & PG_isolated:  # a non-LRU movable page: its driver moves it
             d = drv_row(s, page)
-            if d < 0:  # the driver released it while isolated: nothing to move
-                rc = 0
+            if d < 0:
+                # move_to_new_folio(): the driver released it while isolated (its ops are
+                # gone, it keeps a reference): success without a move; both core references
+                # are dropped, which frees the destination
                 s.flags[page] &= ~PG_isolated
                 list_del(s.nxt, s.prv, page)
                 put_page(s, page, cpu)
-                compaction_free(s, cc, dst)
+                put_page(s, dst, cpu)
                 cc[CC_MIG_SUCC] += 1
                 continue
             if s.drv[d, DRV_COMPILED]:
@@ -1813,23 +1812,10 @@ def _flush(machine: Any) -> None:
         machine.tracer.flush(machine)
 
 
-def _charge(machine: Any, d: int, pages: int) -> None:
-    """drv_charge() for a Python driver's migrate_page call (same cost model)."""
-    s = machine.state
-    t = pages * int(s.drv[d, DRV_COST_NS])
-    if s.drv[d, DRV_LAST_CALL] != s.prm[P_MIGRATE_CALL]:
-        s.drv[d, DRV_LAST_CALL] = s.prm[P_MIGRATE_CALL]
-        t += int(s.drv[d, DRV_BATCH_NS])
-    s.drv[d, DRV_TIME_NS] += t
-    s.prm[P_MIGRATE_TIME_NS] += t
-
-
 def compact_zone(machine: Any, cc: np.ndarray) -> int:
     """Run compact_zone_run() to the end, making the Python drivers' callbacks it asks for
     through the movable_operations contract (fragsim/mm/migrate.py) and charging their cost.
     Returns the compact_result."""
-    from fragsim.mm import migrate
-
     mode = migrate.MigrateMode(int(cc[CC_MODE]))
     st = machine.state
     while True:
@@ -1848,7 +1834,7 @@ def compact_zone(machine: Any, cc: np.ndarray) -> int:
         elif status == CZ_MIGRATE:
             rc = int(migrate.move_to_new_page(machine, int(cc[CC_DST]), pfn, mode))
             if d >= 0:
-                _charge(machine, d, 1 if rc == 0 else 0)
+                drv_charge(st, d, 1 if rc == 0 else 0)
                 st.drv[d, DRV_NR_MIGRATED if rc == 0 else DRV_NR_FAILED] += 1
             cc[CC_ANSWER] = rc
         else:  # CZ_PUTBACK
@@ -1927,13 +1913,10 @@ def try_to_compact_pages(
     st = machine.state
     if not (gfp & __GFP_IO):  # gfp_compaction_allowed()
         return COMPACT_SKIPPED, -1, -1
-    trace(st, TP_MM_COMPACTION_TRY_TO_COMPACT_PAGES, 0, order, gfp, prio, 0, 0)
+    machine.trace(TP_MM_COMPACTION_TRY_TO_COMPACT_PAGES, 0, order, gfp, prio)
     rc = COMPACT_SKIPPED
     hz = machine.gfp_zone(gfp)
-    for z in st.zonelist[nid, hz]:
-        if z < 0:
-            break
-        z = int(z)
+    for z in machine.zonelist(gfp, nid):
         if prio > MIN_COMPACT_PRIORITY and compaction_deferred(st, z, order):
             rc = max(COMPACT_DEFERRED, rc)
             continue
@@ -2064,39 +2047,37 @@ def should_proactive_compact_node(machine: Any, nid: int) -> bool:
 HPAGE_FRAG_CHECK_INTERVAL_NS = 500 * 1_000_000  # HPAGE_FRAG_CHECK_INTERVAL_MSEC
 
 
-def kcompactd(machine: Any, nid: int, now: int) -> None:
-    """One pass of kcompactd()'s loop (6.1) at simulated time ``now``: if woken with work
-    (wakeup_kcompactd, when kcompactd_node_suitable), kcompactd_do_work(); else, if its 500 ms
-    timeout expired, the proactive check: compact the node when its fragmentation score is
-    above the high watermark, and wait 64 times longer if that did not lower the score. The
-    next timeout is kept in nd[ND_PROACTIVE_NEXT]."""
+def kcompactd(machine: Any, nid: int, now: int, trigger: bool = False) -> None:
+    """One pass of kcompactd()'s loop (6.1) at simulated time ``now``. kcompactd wakes when
+    wakeup_kcompactd() asked for it and kcompactd_node_suitable() holds (the wake-up is traced
+    here), when its timeout expires (500 ms; none while compaction_proactiveness is 0), or when
+    the proactiveness sysctl is written (``trigger``). Awake, it runs kcompactd_do_work() if
+    work is requested (kcompactd_max_order > 0; not for a trigger), else the proactive check:
+    compact the node when its fragmentation score is above the high watermark, and wait 64
+    timeouts if that did not lower the score. The next timeout is kept in
+    nd[ND_PROACTIVE_NEXT]."""
     st = machine.state
-    woken = int(st.nd[nid, ND_KCOMPACTD_AWAKE])
-    if woken:
+    woken = False
+    if st.nd[nid, ND_KCOMPACTD_AWAKE]:
         st.nd[nid, ND_KCOMPACTD_AWAKE] = 0
-        hz = int(st.nd[nid, ND_KCOMPACTD_HIGHEST_ZONEIDX])
-        order = int(st.nd[nid, ND_KCOMPACTD_MAX_ORDER])
-        if woken == 2 and kcompactd_node_suitable(machine, nid):
-            # wakeup_kcompactd(): the wake-up itself
-            zid = nid * machine.nr_zone_types + hz
-            trace(st, TP_MM_COMPACTION_WAKEUP_KCOMPACTD, nid, order, zid, 0, 0, 0)
-            woken = 1
-        if woken == 1 and st.nd[nid, ND_KCOMPACTD_MAX_ORDER] > 0:
-            kcompactd_do_work(machine, nid)
-            st.nd[nid, ND_PROACTIVE_NEXT] = now + HPAGE_FRAG_CHECK_INTERVAL_NS
-            trace(st, TP_MM_COMPACTION_KCOMPACTD_SLEEP, nid, 0, 0, 0, 0, 0)
-            _flush(machine)
-            return
-    if not st.prm[P_COMPACTION_PROACTIVENESS] or now < st.nd[nid, ND_PROACTIVE_NEXT]:
+        if kcompactd_node_suitable(machine, nid):
+            zid = nid * machine.nr_zone_types + int(st.nd[nid, ND_KCOMPACTD_HIGHEST_ZONEIDX])
+            order = int(st.nd[nid, ND_KCOMPACTD_MAX_ORDER])
+            machine.trace(TP_MM_COMPACTION_WAKEUP_KCOMPACTD, nid, order, zid)
+            woken = True
+    timed_out = st.prm[P_COMPACTION_PROACTIVENESS] and now >= st.nd[nid, ND_PROACTIVE_NEXT]
+    if not (woken or timed_out or trigger):
         return
     timeout = HPAGE_FRAG_CHECK_INTERVAL_NS
-    if should_proactive_compact_node(machine, nid):
+    if st.nd[nid, ND_KCOMPACTD_MAX_ORDER] > 0 and not trigger:
+        kcompactd_do_work(machine, nid)
+    elif should_proactive_compact_node(machine, nid):
         prev_score = fragmentation_score_node(st, nid)
         proactive_compact_node(machine, nid)
         if fragmentation_score_node(st, nid) >= prev_score:
             timeout <<= COMPACT_MAX_DEFER_SHIFT
     st.nd[nid, ND_PROACTIVE_NEXT] = now + timeout
-    trace(st, TP_MM_COMPACTION_KCOMPACTD_SLEEP, nid, 0, 0, 0, 0, 0)
+    machine.trace(TP_MM_COMPACTION_KCOMPACTD_SLEEP, nid, 0)
     _flush(machine)
 
 

@@ -89,7 +89,7 @@ ND_KSWAPD_AWAKE = 3  # kswapd was woken and has not run yet (not on its waitqueu
 ND_KSWAPD_FAILURES = 4  # pgdat->kswapd_failures
 ND_KCOMPACTD_MAX_ORDER = 5  # pgdat->kcompactd_max_order
 ND_KCOMPACTD_HIGHEST_ZONEIDX = 6  # pgdat->kcompactd_highest_zoneidx
-ND_KCOMPACTD_AWAKE = 7  # kcompactd was woken and has not run yet
+ND_KCOMPACTD_AWAKE = 7  # wakeup_kcompactd() asked for kcompactd, which has not run yet
 ND_PROACTIVE_NEXT = 8  # simulated time (ns) of kcompactd's next timeout (the proactive check)
 NR_NDF = 9
 
@@ -249,6 +249,39 @@ OP_GET_PAGE_FROM_FREELIST = 3  # one get_page_from_freelist() with explicit allo
 OP_DRAIN_ALL = 4  # drain_all_pages(NULL)
 OP_UNRESERVE_HIGHATOMIC = 5  # unreserve_highatomic_pageblock(ac, force=ORDER)
 OP_PREP_NEW_PAGE = 6  # prep_new_page() of a block compaction captured (pfn in FLAGS)
+
+
+def alloc_events(
+    handles: npt.ArrayLike,
+    gfp: npt.ArrayLike,
+    order: npt.ArrayLike = 0,
+    flags: npt.ArrayLike = 0,
+    cpu: npt.ArrayLike = 0,
+    nid: npt.ArrayLike = 0,
+) -> npt.NDArray[np.int64]:
+    """Event rows that allocate one block per handle in ``handles`` (OP_ALLOC); the other
+    fields may be scalars or arrays of the same length."""
+    h = np.asarray(handles, np.int64).reshape(-1)
+    ev = np.zeros((h.size, NR_EV), np.int64)
+    ev[:, EV_OP] = OP_ALLOC
+    ev[:, EV_ORDER] = order
+    ev[:, EV_GFP] = gfp
+    ev[:, EV_ARG] = h
+    ev[:, EV_CPU] = cpu
+    ev[:, EV_NID] = nid
+    ev[:, EV_FLAGS] = flags
+    return ev
+
+
+def free_events(handles: npt.ArrayLike, cpu: npt.ArrayLike = 0) -> npt.NDArray[np.int64]:
+    """Event rows that free the blocks recorded under ``handles`` (OP_FREE_HANDLE)."""
+    h = np.asarray(handles, np.int64).reshape(-1)
+    ev = np.zeros((h.size, NR_EV), np.int64)
+    ev[:, EV_OP] = OP_FREE_HANDLE
+    ev[:, EV_ARG] = h
+    ev[:, EV_CPU] = cpu
+    return ev
+
 
 # run_events() return codes
 RUN_DONE = 0

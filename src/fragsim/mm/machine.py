@@ -24,8 +24,10 @@ import numpy as np
 import numpy.typing as npt
 
 from fragsim.errors import AllocatorError, ConfigError
+from fragsim.mm import compaction as c
 from fragsim.mm import internal as I
 from fragsim.mm import page_alloc as pa
+from fragsim.mm import vmscan
 from fragsim.mm.gfp import GFP, GFP_HIGHUSER_MOVABLE, GFP_USER, gfp_migratetype
 from fragsim.mm.mmzone import (
     MAX_ORDER,
@@ -515,12 +517,8 @@ class Machine:
                 prm[self._SYSCTL_PRM[key]] = value
             if key == "compaction_proactiveness" and value:
                 # compaction_proactiveness_sysctl_handler(): kcompactd checks right away
-                from fragsim.mm.compaction import kcompactd
-
-                now = int(prm[I.P_NOW])
                 for nid in range(self.nr_nodes):
-                    self.state.nd[nid, I.ND_PROACTIVE_NEXT] = now
-                    kcompactd(self, nid, now)
+                    c.kcompactd(self, nid, int(prm[I.P_NOW]), trigger=True)
         if key == "min_free_kbytes":
             return self.min_free_kbytes
         if key in ("watermark_boost_factor", "watermark_scale_factor"):
@@ -569,29 +567,24 @@ class Machine:
         kcompactd (fragsim/mm/compaction.py), once each per node.
         SIMPLIFICATION: the daemons run between batches, not concurrently with them; a
         scenario's batch length sets how soon they react."""
-        from fragsim.mm.compaction import kcompactd
-        from fragsim.mm.vmscan import kswapd
-
         st = self.state
         now = int(st.prm[I.P_NOW])
         for nid in range(self.nr_nodes):
             if st.nd[nid, I.ND_KSWAPD_AWAKE]:
-                kswapd(self, nid)
+                vmscan.kswapd(self, nid)
             if st.nd[nid, I.ND_KCOMPACTD_AWAKE]:
-                kcompactd(self, nid, now)
+                c.kcompactd(self, nid, now)
 
     def advance(self, now_ns: int) -> None:
         """Move the simulated clock to ``now_ns`` and run what is due: woken daemons, and
         kcompactd's 500 ms timeout (proactive compaction)."""
-        from fragsim.mm.compaction import kcompactd
-
         st = self.state
         if now_ns < st.prm[I.P_NOW]:
             raise ConfigError(f"advance: time goes back ({now_ns} < {int(st.prm[I.P_NOW])} ns)")
         st.prm[I.P_NOW] = now_ns
         self.run_daemons()
         for nid in range(self.nr_nodes):
-            kcompactd(self, nid, now_ns)
+            c.kcompactd(self, nid, now_ns)
 
     def _run(
         self,
@@ -673,9 +666,7 @@ class Machine:
     def compact_memory(self) -> list[int]:
         """Write /proc/sys/vm/compact_memory: compact every populated zone of every node
         (compact_nodes, fragsim/mm/compaction.py). Returns each zone's compact_result."""
-        from fragsim.mm.compaction import compact_nodes
-
-        return compact_nodes(self)
+        return c.compact_nodes(self)
 
     def drain_all_pages(self) -> None:
         """drain_all_pages(NULL): return every per-CPU list to the buddy allocator."""
@@ -742,12 +733,11 @@ class Machine:
     def _wake_all_kswapds(self, order: int, gfp: int, nid: int) -> None:
         """wake_all_kswapds(): wakeup_kswapd() for every zone of the zonelist."""
         hz = self.gfp_zone(gfp)
-        for z in self.state.zonelist[nid, hz]:
-            if z < 0:
-                break
-            pa.wakeup_kswapd(self.state, int(z), gfp, order, hz)
+        for z in self.zonelist(gfp, nid):
+            pa.wakeup_kswapd(self.state, z, gfp, order, hz)
 
-    def _zonelist(self, gfp: int, nid: int) -> list[int]:
+    def zonelist(self, gfp: int, nid: int) -> list[int]:
+        """The zones a request may use, preferred first (node_zonelist from gfp_zone())."""
         return [int(z) for z in self.state.zonelist[nid, self.gfp_zone(gfp)] if z >= 0]
 
     def __alloc_pages_direct_compact(
@@ -765,15 +755,9 @@ class Machine:
         skipped, count a compact_stall; take the captured block (prep_new_page) or try the free
         lists; count compact_success (and reset the zone's deferral) or compact_fail.
         Returns (pfn or -1, compact_result)."""
-        from fragsim.mm.compaction import (
-            COMPACT_SKIPPED,
-            compaction_defer_reset,
-            try_to_compact_pages,
-        )
-
         st = self.state
-        result, page, _ = try_to_compact_pages(self, gfp, order, alloc_flags, nid, prio, cpu)
-        if result == COMPACT_SKIPPED:
+        result, page, _ = c.try_to_compact_pages(self, gfp, order, alloc_flags, nid, prio, cpu)
+        if result == c.COMPACT_SKIPPED:
             return NO_PAGE, result
         st.vm[I.VM_COMPACT_STALL] += 1
         if page >= 0:
@@ -783,7 +767,7 @@ class Machine:
         if page >= 0:
             z = int(st.zoneid[page])
             st.zs[z, I.ZF_BLOCKSKIP_FLUSH] = 0
-            compaction_defer_reset(st, z, order, True)
+            c.compaction_defer_reset(st, z, order, True)
             if self.tracer is not None:
                 self.tracer.flush(self)
             st.vm[I.VM_COMPACT_SUCCESS] += 1
@@ -806,7 +790,7 @@ class Machine:
         if loops[0] <= pa.MAX_RECLAIM_RETRIES:
             st = self.state
             hz = self.gfp_zone(gfp)
-            for z in self._zonelist(gfp, nid):
+            for z in self.zonelist(gfp, nid):
                 available = int(st.zs[z, I.ZF_NR_FREE_PAGES])
                 if self.hooks.zone_reclaimable_pages is not None:
                     available += self.hooks.zone_reclaimable_pages(self, z)
@@ -823,11 +807,9 @@ class Machine:
     ) -> bool:
         """compaction_zonelist_suitable() (6.1): some zone would pass __compaction_suitable() with
         its free pages plus its reclaimable pages / order."""
-        from fragsim.mm import compaction as c
-
         st = self.state
         hz = self.gfp_zone(gfp)
-        for z in self._zonelist(gfp, nid):
+        for z in self.zonelist(gfp, nid):
             available = int(st.zs[z, I.ZF_NR_FREE_PAGES])
             if self.hooks.zone_reclaimable_pages is not None:
                 available += self.hooks.zone_reclaimable_pages(self, z) // order
@@ -844,8 +826,6 @@ class Machine:
         CONTENDED, PARTIAL_SKIPPED) retries at a higher priority while there is one; SKIPPED
         retries if reclaim could make compaction suitable; otherwise retry up to
         MAX_COMPACT_RETRIES (a quarter for costly orders)."""
-        from fragsim.mm import compaction as c
-
         if not order:
             return False
         if result == c.COMPACT_SUCCESS:
@@ -887,8 +867,6 @@ class Machine:
         traces mm_page_alloc either way.
         SIMPLIFICATION: a __GFP_NOFAIL request that still fails after the cpuset fallback
         fails instead of looping forever."""
-        from fragsim.mm import compaction as c
-
         if (gfp & GFP_F_ATOMIC) and (gfp & GFP_F_DIRECT_RECLAIM):
             gfp &= ~GFP_F_ATOMIC
         costly = order > PAGE_ALLOC_COSTLY_ORDER

@@ -378,9 +378,10 @@ def __free_one_page(s: State, z: int, pfn: int, order: int, mt: int, fpi: int) -
     if mt != MIGRATE_ISOLATE:
         mod_zone_freepage_state(s, z, 1 << order, mt)
     pbo = s.prm[P_PAGEBLOCK_ORDER]
+    capc = s.prm[P_CAPC_ZONE] == z  # task_capc(zone): a direct compaction of this zone
     buddy_pfn = 0
     while order < MAX_ORDER - 1:
-        if s.prm[P_CAPC_ZONE] == z and compaction_capture(s, pfn, order, mt):
+        if capc and compaction_capture(s, pfn, order, mt):
             mod_zone_freepage_state(s, z, -(1 << order), mt)
             return
         b = find_buddy_page_pfn(s, pfn, order)
@@ -916,16 +917,15 @@ def wakeup_kswapd(s: State, z: int, gfp: int, order: int, highest_zoneidx: int) 
 @njit
 def wakeup_kcompactd(s: State, node: int, order: int, highest_zoneidx: int) -> None:
     """wakeup_kcompactd() (mm/compaction.c, 6.1), first half: raise kcompactd_max_order, lower
-    kcompactd_highest_zoneidx, and mark kcompactd to be woken (the suitability check and the
-    mm_compaction_wakeup_kcompactd tracepoint come when the daemons run)."""
+    kcompactd_highest_zoneidx, and ask for kcompactd (kcompactd_node_suitable(), the wake-up
+    and its mm_compaction_wakeup_kcompactd tracepoint come when the daemons run)."""
     if order == 0:
         return
     if s.nd[node, ND_KCOMPACTD_MAX_ORDER] < order:
         s.nd[node, ND_KCOMPACTD_MAX_ORDER] = order
     if s.nd[node, ND_KCOMPACTD_HIGHEST_ZONEIDX] > highest_zoneidx:
         s.nd[node, ND_KCOMPACTD_HIGHEST_ZONEIDX] = highest_zoneidx
-    if not s.nd[node, ND_KCOMPACTD_AWAKE]:
-        s.nd[node, ND_KCOMPACTD_AWAKE] = 2  # woken if kcompactd_node_suitable()
+    s.nd[node, ND_KCOMPACTD_AWAKE] = 1
 
 
 @njit(inline="always")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from fragsim.mm import compaction
 from fragsim.mm import internal as I
 from fragsim.mm import page_alloc as pa
 
@@ -84,8 +85,6 @@ def kswapd(m: Machine, nid: int) -> None:
     reclaiming, try to sleep with the allocation's order, else (the loop's next round, the
     order read back as 0) with order 0; a node that can sleep has the skip bits of a finished
     direct compaction flushed (reset_isolation_suitable) and kcompactd woken for that order."""
-    from fragsim.mm.compaction import reset_isolation_suitable
-
     st = m.state
     st.nd[nid, I.ND_KSWAPD_AWAKE] = 0
     order = max(int(st.nd[nid, I.ND_KSWAPD_ORDER]), 0)
@@ -99,5 +98,5 @@ def kswapd(m: Machine, nid: int) -> None:
     if reclaim_order >= alloc_order:
         alloc_order = reclaim_order = 0
     if prepare_kswapd_sleep(m, nid, reclaim_order, hz):
-        reset_isolation_suitable(m, nid)
+        compaction.reset_isolation_suitable(m, nid)
         pa.wakeup_kcompactd(st, nid, alloc_order, hz)
