@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from fragsim.drivers import DRIVERS, MovableDriver, driver_class, register_driver
-from fragsim.errors import ConfigError
+from fragsim.errors import AllocatorError, ConfigError
 from fragsim.mm import internal as I
 from fragsim.mm.debug import check_invariants
 from fragsim.mm.gfp import GFP_KERNEL
@@ -94,3 +94,14 @@ def test_registry() -> None:
         driver_class("nope")
     with pytest.raises(ConfigError, match="registered twice"):
         register_driver("test-device")(type("Other", (MovableDriver,), {}))
+
+
+def test_freeing_a_handle_that_holds_nothing_is_a_clear_error() -> None:
+    m = Machine("flat:4096", nr_cpus=1)
+    d = Device(m)
+    h = d.alloc_page(GFP_KERNEL)
+    d.free_page(h)
+    with pytest.raises(AllocatorError, match=f"driver test-device: handle {h} holds no page"):
+        d.free_page(h)
+    with pytest.raises(AllocatorError, match="handle 99999 holds no page"):
+        d.pfn(99999)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ClassVar
 
-from fragsim.errors import ConfigError
+from fragsim.errors import AllocatorError, ConfigError
 from fragsim.mm.gfp import __GFP_MOVABLE, GFP_MOVABLE_MASK
 from fragsim.mm.internal import alloc_events
 from fragsim.mm.machine import Machine
@@ -101,7 +101,12 @@ class MovableDriver:
         return h
 
     def pfn(self, handle: int) -> int:
-        return int(self.machine.handles[handle])
+        """The pfn of the block held under ``handle``."""
+        handles = self.machine.handles
+        pfn = int(handles[handle]) if 0 <= handle < handles.shape[0] else -1
+        if pfn < 0:
+            raise AllocatorError(f"driver {self.name}: handle {handle} holds no page")
+        return pfn
 
     def free_page(self, handle: int, cpu: int = 0) -> None:
         """Release the block: drop the ops (__ClearPageMovable) and the driver's reference; if

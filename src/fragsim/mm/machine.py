@@ -685,7 +685,9 @@ class Machine:
         rmap: migration keeps it pointing at each block); returns the first. Everything that
         allocates under handles on one machine should share this table: ``run(ev, handles)``
         with another table replaces it."""
-        first = max(self._next_handle, 0)
+        if n < 0:
+            raise ConfigError(f"new_handles: cannot reserve {n} handles")
+        first = self._next_handle
         need = first + n
         if need > self.handles.shape[0]:
             grown = np.full(max(need, 2 * self.handles.shape[0]), NO_PAGE, np.int32)
