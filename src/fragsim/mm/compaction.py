@@ -22,6 +22,7 @@ import numpy as np
 
 from fragsim.mm import migrate
 from fragsim.mm._numba import njit
+from fragsim.mm.debug import check_invariants
 from fragsim.mm.gfp import __GFP_FS, __GFP_IO, GFP_KERNEL
 from fragsim.mm.internal import (
     ALLOC_CMA,
@@ -1844,8 +1845,6 @@ def compact_zone(machine: Any, cc: np.ndarray) -> int:
 def _run_compact_zone(machine: Any, cc: np.ndarray) -> int:
     ret = compact_zone(machine, cc)
     if machine.debug:
-        from fragsim.mm.debug import check_invariants
-
         check_invariants(machine)
     return ret
 
@@ -1905,14 +1904,14 @@ def try_to_compact_pages(
     nid: int,
     prio: int,
     cpu: int = 0,
-) -> tuple[int, int, int]:
+) -> tuple[int, int]:
     """try_to_compact_pages() (6.1): compact each zone of the zonelist (skipping deferred zones
     unless at MIN_COMPACT_PRIORITY) until one reports SUCCESS (then compaction_defer_reset with
     alloc_success false); a sync attempt that met its scanners defers the zone. Returns (the
-    highest compact_result seen, the captured pfn or -1, the zone of the capture)."""
+    highest compact_result seen, the captured pfn or -1)."""
     st = machine.state
     if not (gfp & __GFP_IO):  # gfp_compaction_allowed()
-        return COMPACT_SKIPPED, -1, -1
+        return COMPACT_SKIPPED, -1
     machine.trace(TP_MM_COMPACTION_TRY_TO_COMPACT_PAGES, 0, order, gfp, prio)
     rc = COMPACT_SKIPPED
     hz = machine.gfp_zone(gfp)
@@ -1925,24 +1924,20 @@ def try_to_compact_pages(
         if status == COMPACT_SUCCESS:
             compaction_defer_reset(st, z, order, False)
             _flush(machine)
-            return rc, page, z
+            return rc, page
         if prio != COMPACT_PRIO_ASYNC and status in (COMPACT_COMPLETE, COMPACT_PARTIAL_SKIPPED):
             defer_compaction(st, z, order)
     _flush(machine)
-    return rc, -1, -1
+    return rc, -1
 
 
 def compact_node(machine: Any, nid: int) -> list[int]:
     """compact_node() (6.1): order -1, MIGRATE_SYNC, ignore skip hints, whole zone, GFP_KERNEL,
     for every populated zone of the node."""
-    results = []
-    st = machine.state
-    for z in range(st.zs.shape[0]):
-        if st.zs[z, ZF_NODE] != nid or st.zs[z, ZF_MANAGED] == 0:  # populated_zone()
-            continue
-        cc = new_compact_control(z, order=-1, mode=MIGRATE_SYNC)
-        results.append(int(_run_compact_zone(machine, cc)))
-    return results
+    return [
+        _run_compact_zone(machine, new_compact_control(z, order=-1, mode=MIGRATE_SYNC))
+        for z in _node_zones(machine, nid, machine.nr_zone_types - 1)
+    ]
 
 
 def compact_nodes(machine: Any) -> list[int]:
@@ -1956,10 +1951,7 @@ def compact_nodes(machine: Any) -> list[int]:
 def proactive_compact_node(machine: Any, nid: int) -> None:
     """proactive_compact_node() (6.1): order -1, MIGRATE_SYNC_LIGHT, whole zone, skip hints
     ignored, each zone until its fragmentation score falls to the low watermark."""
-    st = machine.state
-    for z in range(st.zs.shape[0]):
-        if st.zs[z, ZF_NODE] != nid or st.zs[z, ZF_MANAGED] == 0:
-            continue
+    for z in _node_zones(machine, nid, machine.nr_zone_types - 1):
         cc = new_compact_control(z, order=-1, mode=MIGRATE_SYNC_LIGHT, proactive=True)
         _run_compact_zone(machine, cc)
 

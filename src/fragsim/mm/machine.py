@@ -28,6 +28,7 @@ from fragsim.mm import compaction as c
 from fragsim.mm import internal as I
 from fragsim.mm import page_alloc as pa
 from fragsim.mm import vmscan
+from fragsim.mm.debug import check_invariants
 from fragsim.mm.gfp import GFP, GFP_HIGHUSER_MOVABLE, GFP_USER, gfp_migratetype
 from fragsim.mm.mmzone import (
     MAX_ORDER,
@@ -558,8 +559,6 @@ class Machine:
         finally:
             self._depth -= 1
             if self.debug and self._depth == 0:
-                from fragsim.mm.debug import check_invariants
-
                 check_invariants(self)
 
     def run_daemons(self) -> None:
@@ -758,7 +757,7 @@ class Machine:
         lists; count compact_success (and reset the zone's deferral) or compact_fail.
         Returns (pfn or -1, compact_result)."""
         st = self.state
-        result, page, _ = c.try_to_compact_pages(self, gfp, order, alloc_flags, nid, prio, cpu)
+        result, page = c.try_to_compact_pages(self, gfp, order, alloc_flags, nid, prio, cpu)
         if result == c.COMPACT_SKIPPED:
             return NO_PAGE, result
         st.vm[I.VM_COMPACT_STALL] += 1
