@@ -8,7 +8,12 @@ import fragsim
 
 EXPECTED = {
     "ClearPageMovable",
+    "ClearPagesMovable",
     "CompiledPolicy",
+    "MemoryUser",
+    "SetPagesMovable",
+    "get_page",
+    "put_page",
     "ContractError",
     "IsolateMode",
     "MigrateMode",

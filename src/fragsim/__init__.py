@@ -9,7 +9,7 @@ Linux 6.1 page allocator.
 True
 """
 
-from fragsim.drivers import MovableDriver, register_driver
+from fragsim.drivers import MemoryUser, MovableDriver, register_driver
 from fragsim.errors import AllocatorError, ConfigError, FragsimError, InvariantError, ParseError
 from fragsim.mm import vmstat
 from fragsim.mm.debug import check_invariants
@@ -27,6 +27,7 @@ from fragsim.mm.gfp import (
 from fragsim.mm.machine import Machine
 from fragsim.mm.migrate import (
     ClearPageMovable,
+    ClearPagesMovable,
     CompiledPolicy,
     ContractError,
     IsolateMode,
@@ -34,6 +35,9 @@ from fragsim.mm.migrate import (
     MigrateResult,
     MigrationCost,
     SetPageMovable,
+    SetPagesMovable,
+    get_page,
+    put_page,
 )
 from fragsim.mm.page import Page
 from fragsim.mm.trace import Tracer
@@ -51,14 +55,17 @@ __all__ = [
     "GFP_USER",
     "AllocatorError",
     "ClearPageMovable",
+    "ClearPagesMovable",
     "CompiledPolicy",
     "ContractError",
     "IsolateMode",
     "MigrateMode",
     "MigrateResult",
     "MigrationCost",
+    "MemoryUser",
     "MovableDriver",
     "SetPageMovable",
+    "SetPagesMovable",
     "register_driver",
     "ConfigError",
     "FragsimError",
@@ -71,8 +78,10 @@ __all__ = [
     "Tracer",
     "ZoneSpec",
     "check_invariants",
+    "get_page",
     "machine_profile",
     "parse_gfp",
+    "put_page",
     "show_gfp_flags",
     "vmstat",
 ]

@@ -13,6 +13,6 @@ kernel without it).
 
 from __future__ import annotations
 
-from fragsim.drivers.base import DRIVERS, MovableDriver, driver_class, register_driver
+from fragsim.drivers.base import DRIVERS, MemoryUser, MovableDriver, driver_class, register_driver
 
-__all__ = ["DRIVERS", "MovableDriver", "driver_class", "register_driver"]
+__all__ = ["DRIVERS", "MemoryUser", "MovableDriver", "driver_class", "register_driver"]

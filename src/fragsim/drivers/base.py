@@ -12,37 +12,44 @@ accept every request and move the handle.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar
+from typing import ClassVar, TypeVar
+
+import numpy as np
+import numpy.typing as npt
 
 from fragsim.errors import AllocatorError, ConfigError
 from fragsim.mm.gfp import __GFP_MOVABLE, GFP_MOVABLE_MASK
-from fragsim.mm.internal import alloc_events
+from fragsim.mm.internal import alloc_events, free_events
 from fragsim.mm.machine import Machine
 from fragsim.mm.migrate import (
     ClearPageMovable,
+    ClearPagesMovable,
     CompiledPolicy,
     IsolateMode,
     MigrateMode,
     MigrateResult,
     MigrationCost,
     SetPageMovable,
+    SetPagesMovable,
     get_page,
     put_page,
 )
 from fragsim.mm.page import Page
 
-__all__ = ["DRIVERS", "MovableDriver", "driver_class", "register_driver"]
+__all__ = ["DRIVERS", "MemoryUser", "MovableDriver", "driver_class", "register_driver"]
 
 GFP_F_MOVABLE = __GFP_MOVABLE  # (a name with two leading underscores is mangled in a class)
 
-#: name -> driver class, filled by @register_driver
-DRIVERS: dict[str, type[MovableDriver]] = {}
+#: name -> memory-user class, filled by @register_driver
+DRIVERS: dict[str, type[MemoryUser]] = {}
+
+U = TypeVar("U", bound="type[MemoryUser]")
 
 
-def register_driver(name: str) -> Callable[[type[MovableDriver]], type[MovableDriver]]:
-    """Class decorator: make the driver available by ``name`` (scenario files use it)."""
+def register_driver(name: str) -> Callable[[U], U]:
+    """Class decorator: make the memory user available by ``name`` (scenario files use it)."""
 
-    def deco(cls: type[MovableDriver]) -> type[MovableDriver]:
+    def deco(cls: U) -> U:
         if name in DRIVERS and DRIVERS[name] is not cls:
             raise ConfigError(f"driver {name!r} registered twice")
         DRIVERS[name] = cls
@@ -52,17 +59,94 @@ def register_driver(name: str) -> Callable[[type[MovableDriver]], type[MovableDr
     return deco
 
 
-def driver_class(name: str) -> type[MovableDriver]:
+def driver_class(name: str) -> type[MemoryUser]:
     try:
         return DRIVERS[name]
     except KeyError:
         raise ConfigError(f"unknown driver {name!r}; known: {', '.join(sorted(DRIVERS))}") from None
 
 
-class MovableDriver:
+class MemoryUser:
+    """Something that holds pages of one machine under handles of the machine's handle table:
+    a driver, a kernel cache, a process. Pages are allocated and freed in batches
+    (``alloc_pages`` / ``free_pages``), which keeps the compiled allocator's speed; handles are
+    recycled through the machine (``alloc_handles`` / ``release_handles``)."""
+
+    name: str = "memory-user"
+
+    def __init__(self, machine: Machine) -> None:
+        self.machine = machine
+
+    def gfp(self, gfp: int) -> int:
+        """The mask this user's requests are made with (subclasses adjust mobility)."""
+        return gfp
+
+    def alloc_pages(
+        self,
+        count: int,
+        gfp: int,
+        order: int = 0,
+        *,
+        flags: int = 0,
+        cpu: int = 0,
+        nid: int = 0,
+    ) -> npt.NDArray[np.int64]:
+        """Allocate ``count`` blocks of ``order`` in one batch; returns their handles, -1 where
+        an allocation failed (that handle is released). ``flags`` are PG_* bits the caller sets
+        on each head (PG_slab, PG_lru | PG_anon, ...)."""
+        m = self.machine
+        hs = m.alloc_handles(count)
+        pfns = m.run(alloc_events(hs, self.gfp(gfp), order, flags, cpu=cpu, nid=nid))
+        ok = pfns >= 0
+        if not ok.all():
+            m.release_handles(hs[~ok])
+            hs = np.where(ok, hs, -1)
+        if ok.any():
+            self.allocated(pfns[ok])
+        return hs
+
+    def allocated(self, pfns: npt.NDArray[np.int64]) -> None:
+        """Called with the pfns of each batch of new blocks (a subclass marks them)."""
+
+    def freeing(self, pfns: npt.NDArray[np.int64]) -> None:
+        """Called with the pfns of blocks about to be freed (a subclass unmarks them)."""
+
+    def pfn(self, handle: int) -> int:
+        """The pfn of the block held under ``handle``."""
+        handles = self.machine.handles
+        pfn = int(handles[handle]) if 0 <= handle < handles.shape[0] else -1
+        if pfn < 0:
+            raise AllocatorError(f"driver {self.name}: handle {handle} holds no page")
+        return pfn
+
+    def pfns(self, handles: npt.ArrayLike) -> npt.NDArray[np.int64]:
+        """The pfns of the blocks held under ``handles`` (each must hold one)."""
+        h = np.asarray(handles, np.int64).reshape(-1)
+        table = self.machine.handles
+        bad = (h < 0) | (h >= table.shape[0])
+        p = np.full(h.shape, -1, np.int64)
+        p[~bad] = table[h[~bad]]
+        if (p < 0).any():
+            raise AllocatorError(f"driver {self.name}: handle {int(h[p < 0][0])} holds no page")
+        return p
+
+    def free_pages(self, handles: npt.ArrayLike, cpu: int = 0) -> None:
+        """Release the blocks held under ``handles`` (put_page: a block another reference
+        still holds, e.g. isolated by compaction, is freed when that is dropped) and give the
+        handles back."""
+        h = np.asarray(handles, np.int64).reshape(-1)
+        if h.size == 0:
+            return
+        self.freeing(self.pfns(h))
+        m = self.machine
+        m.run(free_events(h, cpu))
+        m.release_handles(h)
+
+
+class MovableDriver(MemoryUser):
     """A memory user with the seed's ``movable`` switch, a migration cost and, optionally, a
-    compiled policy. Pages are allocated with ``alloc_page`` and freed with ``free_page``, both
-    by handle."""
+    compiled policy. Pages are allocated with ``alloc_pages`` / ``alloc_page`` and freed with
+    ``free_pages`` / ``free_page``, by handle."""
 
     name: str = "driver"
     #: the class's compiled policy (None: Python callbacks)
@@ -76,7 +160,7 @@ class MovableDriver:
         cost: MigrationCost | None = None,
         policy: CompiledPolicy | None = None,
     ) -> None:
-        self.machine = machine
+        super().__init__(machine)
         self.movable = movable
         self.cost = cost or MigrationCost()
         self.policy = policy if policy is not None else self.default_policy
@@ -88,35 +172,25 @@ class MovableDriver:
         gfp &= ~GFP_MOVABLE_MASK
         return gfp | GFP_F_MOVABLE if self.movable else gfp
 
-    def alloc_page(self, gfp: int, order: int = 0, cpu: int = 0) -> int:
-        """Allocate a block for the driver under a new handle; register the ops on its head if
-        movable. Returns the handle, or -1 if the allocation failed."""
-        m = self.machine
-        h = m.new_handles(1)
-        pfn = int(m.run(alloc_events([h], self.gfp(gfp), order, cpu=cpu))[0])
-        if pfn < 0:
-            return -1
+    def allocated(self, pfns: npt.NDArray[np.int64]) -> None:
+        """__SetPageMovable on each new page when movable."""
         if self.movable:
-            SetPageMovable(m, pfn, self)
-        return h
+            SetPagesMovable(self.machine, pfns, self)
 
-    def pfn(self, handle: int) -> int:
-        """The pfn of the block held under ``handle``."""
-        handles = self.machine.handles
-        pfn = int(handles[handle]) if 0 <= handle < handles.shape[0] else -1
-        if pfn < 0:
-            raise AllocatorError(f"driver {self.name}: handle {handle} holds no page")
-        return pfn
+    def freeing(self, pfns: npt.NDArray[np.int64]) -> None:
+        """__ClearPageMovable before the driver drops its reference: a page isolated right now
+        is then freed by the core when it is done with it."""
+        if self.movable:
+            live = pfns[self.machine.state.mops[pfns] != 0]
+            ClearPagesMovable(self.machine, live)
+
+    def alloc_page(self, gfp: int, order: int = 0, cpu: int = 0) -> int:
+        """One block under a new handle (see ``alloc_pages``); -1 if the allocation failed."""
+        return int(self.alloc_pages(1, gfp, order, cpu=cpu)[0])
 
     def free_page(self, handle: int, cpu: int = 0) -> None:
-        """Release the block: drop the ops (__ClearPageMovable) and the driver's reference; if
-        the page is isolated right now, the core frees it when it is done with it."""
-        m = self.machine
-        pfn = self.pfn(handle)
-        if self.movable and m.state.mops[pfn]:
-            ClearPageMovable(m, pfn)
-        m.handles[handle] = -1
-        put_page(m, pfn)
+        """Release one block (see ``free_pages``)."""
+        self.free_pages([handle], cpu)
 
     # ------------------------------------------------------------------ movable_operations
     def isolate_page(self, page: Page, mode: IsolateMode) -> bool:

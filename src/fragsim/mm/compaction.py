@@ -41,6 +41,7 @@ from fragsim.mm.internal import (
     DRV_NR_FAILED,
     DRV_NR_ISOLATED,
     DRV_NR_MIGRATED,
+    DRV_PINNED,
     DRV_TIME_NS,
     ND_KCOMPACTD_AWAKE,
     ND_KCOMPACTD_HIGHEST_ZONEIDX,
@@ -62,6 +63,9 @@ from fragsim.mm.internal import (
     P_PAGEBLOCK_ORDER,
     P_RNG,
     P_TPOS,
+    PIN_EAGAIN,
+    PIN_EBUSY,
+    PIN_ISOLATE_BUSY,
     TP_MM_COMPACTION_BEGIN,
     TP_MM_COMPACTION_DEFER_COMPACTION,
     TP_MM_COMPACTION_DEFER_RESET,
@@ -876,9 +880,11 @@ def drv_row(s: State, pfn: int) -> int:
 @njit
 def drv_isolate_page(s: State, pfn: int) -> bool:
     """isolate_movable_page() for a page whose driver has a compiled policy: the driver says no
-    while its device holds the page (DRV_ISOLATE_BUSY); else the core takes a reference and
-    sets PG_isolated."""
+    while its device holds the page (pinned with PIN_ISOLATE_BUSY, or DRV_ISOLATE_BUSY); else
+    the core takes a reference and sets PG_isolated."""
     d = drv_row(s, pfn)
+    if s.drv[d, DRV_PINNED] == PIN_ISOLATE_BUSY and s.refcount[pfn] > 1:
+        return False  # the device holds the page (pinned)
     if drv_chance(s, s.drv[d, DRV_ISOLATE_BUSY]):
         return False
     s.refcount[pfn] += 1
@@ -901,12 +907,19 @@ def drv_charge(s: State, d: int, pages: int) -> None:
 
 @njit
 def drv_migrate_page(s: State, dst: int, src: int) -> int:
-    """migrate_page for a compiled-policy driver: -EAGAIN or -EBUSY with the driver's
-    probabilities, else MIGRATEPAGE_SUCCESS with what the driver would do: its reference and
-    its ops move to ``dst`` (__SetPageMovable(dst), __ClearPageMovable(src)); the contents and
-    the owner's handle move in migrate_page_move()."""
+    """migrate_page for a compiled-policy driver: -EAGAIN or -EBUSY for a page it has pinned (its
+    DRV_PINNED answer) or with the driver's probabilities, else MIGRATEPAGE_SUCCESS with what
+    the driver would do: its reference and its ops move to ``dst`` (__SetPageMovable(dst),
+    __ClearPageMovable(src)); the contents and the owner's handle move in migrate_page_move()."""
     d = drv_row(s, src)
     drv_charge(s, d, 0)
+    pinned = s.refcount[src] > 2  # more than the driver's reference and the isolation's
+    if pinned and s.drv[d, DRV_PINNED] == PIN_EAGAIN:
+        s.drv[d, DRV_NR_FAILED] += 1
+        return EAGAIN
+    if pinned and s.drv[d, DRV_PINNED] == PIN_EBUSY:
+        s.drv[d, DRV_NR_FAILED] += 1
+        return EBUSY
     if drv_chance(s, s.drv[d, DRV_MIGRATE_EAGAIN]):
         s.drv[d, DRV_NR_FAILED] += 1
         return EAGAIN

@@ -150,7 +150,12 @@ DRV_NR_MIGRATED = 7
 DRV_NR_FAILED = 8  # migrate_page calls that returned an error
 DRV_TIME_NS = 9
 DRV_LAST_CALL = 10  # P_MIGRATE_CALL when the batch cost was last charged
-NR_DRV = 11
+DRV_PINNED = 11  # the answer for a page the driver has pinned (a reference beyond its own): PIN_*
+NR_DRV = 12
+PIN_IGNORE = 0  # pins do not change the driver's answers
+PIN_ISOLATE_BUSY = 1  # isolate_page says no
+PIN_EAGAIN = 2  # migrate_page returns -EAGAIN (retried, then counted as failed)
+PIN_EBUSY = 3  # migrate_page returns -EBUSY
 
 # --- vm_event_item counters that live outside zones: State.vm[VM_*] ------------------------------
 VM_PGFREE = 0

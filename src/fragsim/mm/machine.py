@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +28,7 @@ from fragsim.errors import AllocatorError, ConfigError
 from fragsim.mm import compaction as c
 from fragsim.mm import internal as I
 from fragsim.mm import page_alloc as pa
-from fragsim.mm import vmscan
+from fragsim.mm import vmscan, vmstat
 from fragsim.mm.debug import check_invariants
 from fragsim.mm.gfp import GFP, GFP_HIGHUSER_MOVABLE, GFP_USER, gfp_migratetype
 from fragsim.mm.mmzone import (
@@ -137,7 +138,23 @@ class Machine:
         self.daemons = True
         self._depth = 0
         self._next_handle = 0
+        #: handles given back with release_handles(), reused first by alloc_handles()
+        self._free_handles: list[npt.NDArray[np.int64]] = []
+        #: vm events counted by Python-side code (drivers, reclaim): /proc/vmstat name -> count
+        self.vm_events: Counter[str] = Counter()
+        #: node_stat_item gauges kept by Python-side code, per node: name -> pages
+        self.node_stat: list[Counter[str]] = [Counter() for _ in range(self.nr_nodes)]
+        #: zone_stat_item gauges kept by Python-side code, per zone id: name -> pages
+        self.zone_stat: list[Counter[str]] = []
+        #: current->flags & PF_MEMALLOC: reclaim is running (its allocations may use the
+        #: reserves and never recurse into reclaim)
+        self.pf_memalloc = False
+        #: register_shrinker(): slab caches reclaim can shrink (fragsim/mm/vmscan.py)
+        self.shrinkers: list[Any] = []
+        #: swapon(): the swap device anonymous pages are written to (None: no swap)
+        self.swap: Any = None
         self._build()
+        self.zone_stat = [Counter() for _ in range(self.state.zs.shape[0])]
         self._boot()
 
     # ------------------------------------------------------------------ layout and arrays
@@ -695,6 +712,89 @@ class Machine:
         self._next_handle = need
         return first
 
+    def alloc_handles(self, n: int) -> npt.NDArray[np.int64]:
+        """``n`` handles of the machine's table, reusing released ones first (a long run's
+        table stays as large as what is live, not as all that was ever allocated)."""
+        if n < 0:
+            raise ConfigError(f"alloc_handles: cannot reserve {n} handles")
+        out: list[npt.NDArray[np.int64]] = []
+        need = n
+        while need and self._free_handles:
+            chunk = self._free_handles[-1]
+            if chunk.size <= need:
+                out.append(self._free_handles.pop())
+                need -= chunk.size
+            else:
+                out.append(chunk[-need:])
+                self._free_handles[-1] = chunk[:-need]
+                need = 0
+        if need:
+            first = self.new_handles(need)
+            out.append(np.arange(first, first + need, dtype=np.int64))
+        return np.concatenate(out) if len(out) != 1 else out[0]
+
+    def release_handles(self, handles: npt.ArrayLike) -> None:
+        """Give handles back for reuse; each must hold no page any more."""
+        h = np.array(handles, np.int64).reshape(-1)
+        if h.size == 0:
+            return
+        if ((h < 0) | (h >= self._next_handle)).any():
+            raise ConfigError(
+                f"release_handles: {int(h[(h < 0) | (h >= self._next_handle)][0])} "
+                "is not a handle of this machine"
+            )
+        held = self.handles[h] >= 0
+        if held.any():
+            raise AllocatorError(
+                f"release_handles: handle {int(h[held][0])} still holds pfn "
+                f"{int(self.handles[h[held][0]]):#x}"
+            )
+        self._free_handles.append(h)
+
+    def register_shrinker(self, shrinker: Any) -> None:
+        """register_shrinker(): reclaim asks ``shrinker.count_objects(nid)`` for its freeable
+        objects and frees some with ``shrinker.scan_objects(nid, nr_to_scan)`` (which returns
+        how many it freed); ``shrinker.seeks`` (default DEFAULT_SEEKS = 2) is the cost of
+        recreating an object."""
+        for f in ("count_objects", "scan_objects"):
+            if not callable(getattr(shrinker, f, None)):
+                raise ConfigError(f"register_shrinker: {shrinker!r} has no {f}()")
+        if shrinker not in self.shrinkers:
+            self.shrinkers.append(shrinker)
+
+    def swapon(self, device: Any) -> None:
+        """swapon(): anonymous pages reclaim evicts go to ``device``, which offers
+        ``swap_out(count) -> slots`` (-1 where it cannot store a page), ``swap_in(slots)``,
+        ``swap_free(slots)`` and ``nr_free_slots()`` (fragsim/mm/vmscan.py)."""
+        for f in ("swap_out", "swap_in", "swap_free", "nr_free_slots"):
+            if not callable(getattr(device, f, None)):
+                raise ConfigError(f"swapon: {device!r} has no {f}()")
+        if self.swap is not None and self.swap is not device:
+            raise ConfigError("swapon: fragsim models one swap device per machine")
+        self.swap = device
+
+    # ------------------------------------------------------------------ counters
+    def count_vm_event(self, name: str, n: int = 1) -> None:
+        """count_vm_events(item, n): a /proc/vmstat event counter kept by Python-side code
+        (``balloon_inflate``, ``pswpout``, ``pgscan_kswapd``, ...)."""
+        if name not in vmstat.vm_event_names(self):
+            raise ConfigError(f"count_vm_event: {name!r} is not a vm_event_item of /proc/vmstat")
+        self.vm_events[name] += n
+
+    def mod_node_page_state(self, nid: int, name: str, delta: int) -> None:
+        """mod_node_page_state(pgdat, item, delta): a node_stat_item gauge
+        (``nr_slab_unreclaimable``, ``nr_kernel_stack``, ``workingset_refault_anon``, ...)."""
+        if name not in vmstat.NODE_STAT_ITEMS:
+            raise ConfigError(f"mod_node_page_state: {name!r} is not a node_stat_item")
+        self.node_stat[nid][name] += delta
+
+    def mod_zone_page_state(self, z: int, name: str, delta: int) -> None:
+        """mod_zone_page_state(zone, item, delta): a zone_stat_item gauge (``nr_zspages``,
+        ``nr_mlock``, ...) of zone id ``z``."""
+        if name not in vmstat.ZONE_STAT_ITEMS or name in vmstat.ZONE_STATS_IN_STATE:
+            raise ConfigError(f"mod_zone_page_state: {name!r} is not a zone_stat_item kept here")
+        self.zone_stat[z][name] += delta
+
     def page(self, pfn: int) -> Page:
         return Page(self, pfn)
 
@@ -879,7 +979,8 @@ class Machine:
         compact = [c.DEF_COMPACT_PRIORITY, 0]  # compact_priority, compaction_retries
         compact_result = c.COMPACT_SKIPPED
         alloc_flags = self.gfp_to_alloc_flags(gfp, order)
-        pfmemalloc = bool(gfp & GFP_F_MEMALLOC) and not (gfp & GFP_F_NOMEMALLOC)
+        # gfp_pfmemalloc_allowed(): __GFP_MEMALLOC, or PF_MEMALLOC (reclaim's own allocations)
+        pfmemalloc = bool(gfp & GFP_F_MEMALLOC or self.pf_memalloc) and not (gfp & GFP_F_NOMEMALLOC)
 
         def attempt(flags: int) -> int:
             return self._freelist(gfp, order, flags, nid, cpu, handle, handles)
@@ -922,6 +1023,8 @@ class Machine:
             if page != NO_PAGE:
                 break
             if not can_direct_reclaim:
+                break
+            if self.pf_memalloc:  # avoid recursion of direct reclaim
                 break
             # __alloc_pages_direct_reclaim(); do_try_to_free_pages() counts allocstall_<zone>
             self.allocstall[self.gfp_zone(gfp)] += 1

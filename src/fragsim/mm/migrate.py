@@ -27,6 +27,9 @@ from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+import numpy as np
+import numpy.typing as npt
+
 from fragsim.errors import FragsimError
 from fragsim.mm import internal as I
 from fragsim.mm.page import Page, PG_isolated, PG_movable
@@ -36,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ClearPageMovable",
+    "ClearPagesMovable",
     "CompiledPolicy",
     "MigrationCost",
     "ContractError",
@@ -47,6 +51,7 @@ __all__ = [
     "PageIsolated",
     "PageMovable",
     "SetPageMovable",
+    "SetPagesMovable",
     "__ClearPageMovable",
     "__PageMovable",
     "__SetPageMovable",
@@ -150,17 +155,33 @@ class CompiledPolicy:
     """A driver's answers, decided by compiled code with the machine's seeded generator:
     ``isolate_busy`` is the probability that isolate_page says no (the device holds the page),
     ``migrate_eagain`` / ``migrate_ebusy`` that migrate_page returns -EAGAIN (retried) /
-    -EBUSY (permanent). Otherwise the page moves with its owner handle."""
+    -EBUSY (permanent). ``pinned`` is the answer for a page the driver has pinned (a reference
+    beyond its own, ``get_page``): ``"ignore"``, ``"isolate"`` (isolate_page says no),
+    ``"eagain"`` (migrate_page returns -EAGAIN on every pass: retried, then counted failed) or
+    ``"ebusy"``. Otherwise the page moves with its owner handle."""
 
     isolate_busy: float = 0.0
     migrate_eagain: float = 0.0
     migrate_ebusy: float = 0.0
+    pinned: str = "ignore"
 
     def __post_init__(self) -> None:
+        if self.pinned not in _PIN_ANSWERS:
+            raise ContractError(
+                f"CompiledPolicy.pinned: {self.pinned!r} is not one of {', '.join(_PIN_ANSWERS)}"
+            )
         for f in ("isolate_busy", "migrate_eagain", "migrate_ebusy"):
             v = getattr(self, f)
             if not 0.0 <= v <= 1.0:
                 raise ContractError(f"CompiledPolicy.{f}: {v} is not a probability (0..1)")
+
+
+_PIN_ANSWERS = {
+    "ignore": I.PIN_IGNORE,
+    "isolate": I.PIN_ISOLATE_BUSY,
+    "eagain": I.PIN_EAGAIN,
+    "ebusy": I.PIN_EBUSY,
+}
 
 
 def _ppm(p: float) -> int:
@@ -186,6 +207,7 @@ def _register(m: Machine, ops: MovableOperations, i: int) -> None:
         row[I.DRV_ISOLATE_BUSY] = _ppm(policy.isolate_busy)
         row[I.DRV_MIGRATE_EAGAIN] = _ppm(policy.migrate_eagain)
         row[I.DRV_MIGRATE_EBUSY] = _ppm(policy.migrate_ebusy)
+        row[I.DRV_PINNED] = _PIN_ANSWERS[policy.pinned]
 
 
 def _ops_id(m: Machine, ops: MovableOperations) -> int:
@@ -229,6 +251,31 @@ def __SetPageMovable(m: Machine, pfn: int, ops: MovableOperations) -> None:  # n
         )
     m.state.mops[pfn] = _ops_id(m, ops)
     m.state.flags[pfn] |= PG_movable
+
+
+def SetPagesMovable(m: Machine, pfns: npt.ArrayLike, ops: MovableOperations) -> None:  # noqa: N802
+    """__SetPageMovable() on many pages at once (a driver's batch of new pages)."""
+    p = np.asarray(pfns, np.int64).reshape(-1)
+    if p.size == 0:
+        return
+    st = m.state
+    if (st.refcount[p] <= 0).any():
+        bad = int(p[st.refcount[p] <= 0][0])
+        raise ContractError(
+            f"driver {getattr(ops, 'name', type(ops).__name__)}: __SetPageMovable on pfn "
+            f"{bad:#x}, which is not allocated"
+        )
+    st.mops[p] = _ops_id(m, ops)
+    st.flags[p] |= PG_movable
+
+
+def ClearPagesMovable(m: Machine, pfns: npt.ArrayLike) -> None:  # noqa: N802
+    """__ClearPageMovable() on many pages at once."""
+    p = np.asarray(pfns, np.int64).reshape(-1)
+    if p.size and not (m.state.flags[p] & PG_movable).all():
+        bad = int(p[(m.state.flags[p] & PG_movable) == 0][0])
+        raise ContractError(f"__ClearPageMovable on pfn {bad:#x}, which is not a movable page")
+    m.state.mops[p] = 0
 
 
 def __ClearPageMovable(m: Machine, pfn: int) -> None:  # noqa: N802

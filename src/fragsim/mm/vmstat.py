@@ -61,6 +61,8 @@ NODE_STAT_ITEMS = (
     "nr_swapcached pgpromote_success pgpromote_candidate"
 ).split()
 _ZONE_LC = ("dma", "dma32", "normal", "highmem", "movable", "device")
+#: zone_stat_items read from State (the others are Machine.zone_stat gauges)
+ZONE_STATS_IN_STATE = ("nr_free_pages", "nr_free_cma")
 
 
 def _lc(zone_name: str) -> str:
@@ -100,6 +102,19 @@ def _vm_event_items(zone_types: tuple[str, ...]) -> list[str]:
             "direct_map_level3_splits"
         ).split()
     )
+
+
+def vm_event_names(m: Machine) -> frozenset[str]:
+    """The vm_event_item names of this machine's /proc/vmstat."""
+    names = _EVENT_NAMES.get(m.profile.zone_types)
+    if names is None:
+        names = _EVENT_NAMES[m.profile.zone_types] = frozenset(
+            _vm_event_items(m.profile.zone_types)
+        )
+    return names
+
+
+_EVENT_NAMES: dict[tuple[str, ...], frozenset[str]] = {}
 
 
 def _zones(m: Machine, populated: bool) -> list[int]:
@@ -237,7 +252,7 @@ def zoneinfo(m: Machine) -> str:
         if first_populated.get(node) == z:
             out.append("\n  per-node stats")
             for name in NODE_STAT_ITEMS:
-                out.append(f"\n      {name:<12s} 0")
+                out.append(f"\n      {name:<12s} {m.node_stat[node][name]}")
         boost = int(zs[z, I.ZF_BOOST])
         out.append(f"\n  pages free     {zs[z, I.ZF_NR_FREE_PAGES]}")
         if m.kernel.watermark_boost:  # the boost line came with watermark boosting (5.0)
@@ -256,7 +271,9 @@ def zoneinfo(m: Machine) -> str:
         if zs[z, I.ZF_MANAGED] == 0:
             out.append("\n")
             continue
-        stats = {"nr_free_pages": zs[z, I.ZF_NR_FREE_PAGES], "nr_free_cma": zs[z, I.ZF_NR_FREE_CMA]}
+        stats = dict(m.zone_stat[z])
+        stats["nr_free_pages"] = zs[z, I.ZF_NR_FREE_PAGES]
+        stats["nr_free_cma"] = zs[z, I.ZF_NR_FREE_CMA]
         for name in ZONE_STAT_ITEMS:
             out.append(f"\n      {name:<12s} {int(stats.get(name, 0))}")
         for name in NUMA_EVENT_ITEMS:
@@ -283,11 +300,13 @@ def vmstat_counters(m: Machine) -> dict[str, int]:
     v: dict[str, int] = {}
     pop = _zones(m, False)
     for name in ZONE_STAT_ITEMS:
-        v[name] = 0
+        v[name] = sum(m.zone_stat[z][name] for z in pop)
     v["nr_free_pages"] = int(zs[pop, I.ZF_NR_FREE_PAGES].sum())
     v["nr_free_cma"] = int(zs[pop, I.ZF_NR_FREE_CMA].sum())
-    for name in NUMA_EVENT_ITEMS + NODE_STAT_ITEMS:
+    for name in NUMA_EVENT_ITEMS:
         v[name] = 0
+    for name in NODE_STAT_ITEMS:
+        v[name] = sum(ns[name] for ns in m.node_stat)
     dirty = dirty_thresholds(m)
     v["nr_dirty_threshold"], v["nr_dirty_background_threshold"] = dirty
     for name in _vm_event_items(m.profile.zone_types):
@@ -297,6 +316,8 @@ def vmstat_counters(m: Machine) -> dict[str, int]:
     v["pgfree"] = int(st.vm[I.VM_PGFREE])
     for idx, name in I.VM_NAMES.items():
         v[name] = int(st.vm[idx])
+    for name, n in m.vm_events.items():
+        v[name] += n
     for zi, n in enumerate(m.allocstall):
         v[f"allocstall_{_lc(m.profile.zone_types[zi])}"] = n
     return v
