@@ -858,10 +858,10 @@ class Slab(MemoryUser):
                     raise AllocatorError(
                         f"slab: {stat} node {nid}: {m.node_stat[nid][stat]} != {v}"
                     )
+        unused = os_[(self.obj_state[: self._nr_obj_ids] == OBJ_UNUSED) & (os_ >= 0)]
         for c in self.cache_list:
             if c.lru:
-                on = (self.obj_state[: self._nr_obj_ids] == OBJ_UNUSED) & (os_ >= 0)
-                on &= self.slab_cache[np.maximum(os_, 0)] == c.index
+                on = self.slab_cache[unused] == c.index
                 if int(np.count_nonzero(on)) != int(c.nr_unused.sum()):
                     raise AllocatorError(f"slab: {c.name}: LRU count is off")
 
