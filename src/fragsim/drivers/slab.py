@@ -390,9 +390,11 @@ class Slab(MemoryUser):
             raise AllocatorError(
                 f"slab: {what}: object {int(x[bad][0])} is not allocated (freed twice?)"
             )
-        if np.unique(x).size != x.size:
-            u, cnt = np.unique(x, return_counts=True)
-            raise AllocatorError(f"slab: {what}: object {int(u[cnt > 1][0])} freed twice")
+        if x.size > 1:
+            xs = np.sort(x)
+            dup = xs[1:] == xs[:-1]
+            if dup.any():
+                raise AllocatorError(f"slab: {what}: object {int(xs[1:][dup][0])} freed twice")
         return x
 
     # ------------------------------------------------------------------ allocation
