@@ -402,7 +402,11 @@ class Slab(MemoryUser):
         self, cache: str | KmemCache, n: int = 1, gfp: int = GFP_KERNEL, cpu: int = 0, nid: int = 0
     ) -> npt.NDArray[np.int64]:
         """kmem_cache_alloc() of ``n`` objects, one after the other (slab_alloc_node and
-        ___slab_alloc, 6.1); returns their ids, -1 where the allocation failed."""
+        ___slab_alloc, 6.1); returns their ids, -1 where the allocation failed.
+        SIMPLIFICATION: the cpu's freelist and the slab's remote-free list are one pool (every
+        free object of the cpu slab is available at once, as get_freelist() would find it);
+        when a batch's new slabs cannot all be had, the rest of the batch fails instead of
+        each later object trying the page allocator again."""
         c = cache if isinstance(cache, KmemCache) else self.cache(cache)
         if n < 0:
             raise ConfigError(f"kmem_cache_alloc: cannot allocate {n} objects")
