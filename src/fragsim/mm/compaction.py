@@ -143,6 +143,8 @@ from fragsim.mm.page_alloc import (
     list_add,
     list_add_tail,
     list_del,
+    lruvec_add_folio,
+    lruvec_del_folio,
     mod_zone_freepage_state,
     set_pageblock_migratetype,
     trace,
@@ -967,8 +969,11 @@ def putback_movable_pages_step(s: State, cc: Any) -> bool:
                 continue
             cc[CC_PFN] = page
             return True
-        s.flags[page] |= PG_lru
+        if s.refcount[page] == 1:  # the owner let go meanwhile: ours was the last reference
+            put_page(s, page, cc[CC_CPU])
+            continue
         s.refcount[page] -= 1
+        lruvec_add_folio(s, page, False)  # putback_lru_page()
     cc[CC_NR_MIGRATEPAGES] = 0
     return False
 
@@ -1006,8 +1011,7 @@ def isolate_migratepages_block(s: State, cc: Any) -> bool:
     True with CZ_ISOLATE or CZ_PUTBACK waiting). Async direct compaction gives up an
     order-aligned block at its first failure. Stops after COMPACT_CLUSTER_MAX pages unless
     rescanning. Returns False when the block scan is over (traced and counted).
-    SIMPLIFICATION: no LRU lists yet (PG_lru marks an LRU page); an anonymous page is mapped
-    once."""
+    SIMPLIFICATION: an anonymous page is mapped once."""
     low_pfn = cc[CC_BLK_LOW]
     end_pfn = cc[CC_BLK_END]
     mode = cc[CC_BLK_MODE]
@@ -1089,7 +1093,7 @@ def isolate_migratepages_block(s: State, cc: Any) -> bool:
                 if test_and_set_skip(s, cc, low_pfn):
                     break  # isolate_abort: the page stays on the LRU
             # TestClearPageLRU; del_page_from_lru_list; onto cc->migratepages with our reference
-            s.flags[low_pfn] &= ~PG_lru
+            lruvec_del_folio(s, low_pfn)
             s.refcount[low_pfn] += 1
         if failed:
             low_pfn, putback = isolate_fail(s, cc, low_pfn)
@@ -1324,7 +1328,7 @@ def migrate_lru_page(s: State, cc: Any, dst: int, src: int, handles: Any) -> int
         return EAGAIN
     list_del(s.nxt, s.prv, src)
     migrate_page_move(s, dst, src, handles)
-    s.flags[dst] |= PG_lru  # putback_lru_page(newpage)
+    lruvec_add_folio(s, dst, False)  # folio_add_lru(dst)
     s.refcount[src] = 1  # the owner's reference went to the destination
     put_page(s, src, cc[CC_CPU])
     cc[CC_MIG_SUCC] += 1

@@ -36,7 +36,17 @@ from fragsim.mm.mmzone import (
     PB_MIGRATETYPE_MASK,
     PB_WAS_HIGHATOMIC,
 )
-from fragsim.mm.page import PG_buddy, PG_head, PG_pcp, PG_reserved, PG_tail
+from fragsim.mm.page import (
+    PG_active,
+    PG_buddy,
+    PG_head,
+    PG_lru,
+    PG_pcp,
+    PG_reserved,
+    PG_swapbacked,
+    PG_tail,
+    PG_unevictable,
+)
 
 if TYPE_CHECKING:
     from fragsim.mm.machine import Machine
@@ -118,6 +128,10 @@ class _Ctx:
             if p0 <= idx < p0 + self.ncpus * self.nlists:
                 cpu, pindex = divmod(idx - p0, self.nlists)
                 return f"head of {self.pcp_list(z, cpu, pindex)}"
+        l0 = int(self.st.prm[I.P_LRU_SENT])
+        if l0 <= idx < l0 + self.m.nr_nodes * I.NR_LRU_LISTS:
+            nid, lru = divmod(idx - l0, I.NR_LRU_LISTS)
+            return f"head of node {nid} LRU list {I.LRU_NAMES[lru]}"
         return f"auxiliary list head {idx}"
 
     def fail(self, msg: str) -> InvariantError:
@@ -594,6 +608,70 @@ def _check_highatomic(c: _Ctx) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+def _check_lru(c: _Ctx) -> None:
+    """The LRU lists (lruvec_add_folio / lruvec_del_folio, CONFIG_DEBUG_VM's checks): every page
+    on a node's list is an allocated block head with PG_lru, in a zone of that node, on the list
+    its flags name (folio_lru_list); each zone's NR_ZONE_LRU counters equal what its pages on
+    the lists add up to; and every PG_lru page is on a list."""
+    st = c.st
+    nzt = c.m.nr_zone_types
+    counted = np.zeros((c.nz, I.NR_LRU_LISTS), np.int64)
+    on_lists = 0
+    for nid in range(c.m.nr_nodes):
+        for lru in range(I.NR_LRU_LISTS):
+            head = int(st.prm[I.P_LRU_SENT]) + nid * I.NR_LRU_LISTS + lru
+            what = f"node {nid} LRU list {I.LRU_NAMES[lru]}"
+            pfns = _walk(c, head, what)
+            if not len(pfns):
+                continue
+            on_lists += len(pfns)
+            f = st.flags[pfns].astype(np.int64)
+            bad = ((f & PG_lru) == 0) | (st.refcount[pfns] <= 0) | ((f & (PG_buddy | PG_pcp)) != 0)
+            if bad.any():
+                q = int(pfns[_first(bad)])
+                raise c.fail(
+                    f"{what} holds pfn {q:#x} (flags {int(st.flags[q]):#x}, refcount "
+                    f"{int(st.refcount[q])}), which is not an allocated PG_lru page"
+                )
+            want = np.where(
+                f & PG_unevictable,
+                I.LRU_UNEVICTABLE,
+                np.where(f & PG_swapbacked, I.LRU_INACTIVE_ANON, I.LRU_INACTIVE_FILE)
+                + ((f & PG_active) != 0),
+            )  # folio_lru_list()
+            bad = want != lru
+            if bad.any():
+                q = int(pfns[_first(bad)])
+                raise c.fail(
+                    f"pfn {q:#x} is on {what} but its flags name the "
+                    f"{I.LRU_NAMES[int(want[_first(bad)])]} list"
+                )
+            zones = st.zoneid[pfns].astype(np.int64)
+            bad = zones // nzt != nid
+            if bad.any():
+                q = int(pfns[_first(bad)])
+                raise c.fail(f"pfn {q:#x} of {c.pfn_zone(q)} is on {what}")
+            np.add.at(counted[:, lru], zones, np.int64(1) << st.order[pfns].astype(np.int64))
+    for z in range(c.nz):
+        for lru in range(I.NR_LRU_LISTS):
+            have = int(st.zs[z, I.ZF_NR_LRU + lru])
+            if have != counted[z, lru]:
+                raise c.fail(
+                    f"{c.zone(z)}: nr_zone_{I.LRU_NAMES[lru]} is {have} but its pages on the "
+                    f"LRU lists add up to {int(counted[z, lru])}"
+                )
+    marked = int(np.count_nonzero(st.flags[: c.npfn] & PG_lru))
+    if marked != on_lists:
+        lru_pfns = np.zeros(c.npfn, bool)
+        lru_pfns[np.flatnonzero(st.flags[: c.npfn] & PG_lru)] = True
+        for nid in range(c.m.nr_nodes):
+            for lru in range(I.NR_LRU_LISTS):
+                head = int(st.prm[I.P_LRU_SENT]) + nid * I.NR_LRU_LISTS + lru
+                lru_pfns[pa.list_pfns(st, head)] = False
+        q = _first(lru_pfns) if lru_pfns.any() else -1
+        raise c.fail(f"{marked} pages have PG_lru but the LRU lists hold {on_lists}: pfn {q:#x}")
+
+
 def check_invariants(machine: Machine) -> None:
     """Check the whole allocator state of ``machine``; raise ``InvariantError`` on the first
     violation, naming the zone, pfn, order and list involved.
@@ -616,6 +694,7 @@ def check_invariants(machine: Machine) -> None:
     _check_counters(c, free, pcp, aux)
     _check_merged(c, free)
     _check_highatomic(c)
+    _check_lru(c)
 
 
 def enable_debug_checks(machine: Machine) -> None:

@@ -72,7 +72,17 @@ ZF_CACHED_FREE_PFN = ZF_COMPACT_CONSIDERED + 5  # compact_cached_free_pfn
 ZF_INIT_MIGRATE_PFN = ZF_COMPACT_CONSIDERED + 6  # compact_init_migrate_pfn
 ZF_INIT_FREE_PFN = ZF_COMPACT_CONSIDERED + 7  # compact_init_free_pfn
 ZF_BLOCKSKIP_FLUSH = ZF_COMPACT_CONSIDERED + 8  # compact_blockskip_flush
-NR_ZF = ZF_BLOCKSKIP_FLUSH + 1
+ZF_NR_LRU = ZF_BLOCKSKIP_FLUSH + 1  # NR_ZONE_LRU_BASE: pages on each LRU list (LRU_*), per zone
+NR_ZF = ZF_NR_LRU + 5
+
+# --- enum lru_list (include/linux/mmzone.h): the per-node LRU lists ------------------------------
+LRU_INACTIVE_ANON = 0
+LRU_ACTIVE_ANON = 1
+LRU_INACTIVE_FILE = 2
+LRU_ACTIVE_FILE = 3
+LRU_UNEVICTABLE = 4
+NR_LRU_LISTS = 5
+LRU_NAMES = ("inactive_anon", "active_anon", "inactive_file", "active_file", "unevictable")
 
 # --- per-cpu pageset scalars: State.pcp[zone, cpu, PCP_*] ---------------------------------------
 PCP_COUNT = 0
@@ -125,7 +135,8 @@ P_COMPACTION_PROACTIVENESS = 42  # sysctl compaction_proactiveness
 P_FS_MIGRATE_DIRTY = 43  # the page cache's filesystem has a migrate_folio (dirty pages move async)
 P_MIGRATE_CALL = 44  # migrate_pages() calls so far (drivers' per-batch cost accounting)
 P_MIGRATE_TIME_NS = 45  # time spent in drivers' migrate_page, ns (their cost model)
-NR_P = 46
+P_LRU_SENT = 46  # index of the first LRU list head (node 0, LRU_INACTIVE_ANON) in State.nxt/prv
+NR_P = 47
 
 # auxiliary list heads (State.nxt/prv at prm[P_AUX_SENT] + AUX_*)
 AUX_MIGRATEPAGES = 0  # cc->migratepages
@@ -309,7 +320,8 @@ class State(NamedTuple):
     ``mops`` (``page->mapping`` of a non-LRU movable page: 1 + the index of its
     movable_operations in the machine's table, 0 for none; fragsim/mm/migrate.py).
     ``nxt``/``prv`` are the intrusive ``page->lru``/``buddy_list``/``pcp_list`` links for every pfn,
-    followed by the list heads (free_area lists, then pcp lists, then auxiliary lists).
+    followed by the list heads (free_area lists, then pcp lists, then auxiliary lists, then each
+    node's LRU lists).
     Per pageblock: ``pb`` (the pageblock bitmap: migratetype in bits 0-2, PB_migrate_skip bit 3).
     """
 

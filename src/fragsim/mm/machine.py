@@ -82,14 +82,16 @@ _RUN_ERRORS = {
 
 @dataclass(slots=True)
 class SlowpathHooks:
-    """Reclaim stages that the reclaim issue provides. Each gets the machine and the request;
-    the defaults model a machine with nothing to reclaim (no pages reclaimed, no OOM kill).
+    """The slow path's reclaim stages, replaceable. Each gets the machine and the request;
+    ``Machine`` starts with fragsim/mm/vmscan.py's direct reclaim and reclaimable-page estimate,
+    no OOM killer (a memory user that can kill processes installs one) and kswapd's own
+    kswapd_shrink_node (a ``kswapd_reclaim`` hook replaces it). None disables a stage.
 
     * ``direct_reclaim(machine, gfp, order, nid) -> pages reclaimed`` (try_to_free_pages)
     * ``zone_reclaimable_pages(machine, z) -> pages`` (should_reclaim_retry's estimate)
     * ``oom_kill(machine, gfp, order) -> True`` if it freed memory (out_of_memory)
-    * ``kswapd_reclaim(machine, nid, order, highest_zoneidx) -> pages reclaimed`` (the
-      reclaim part of balance_pgdat)
+    * ``kswapd_reclaim(machine, nid, order, highest_zoneidx) -> pages reclaimed`` (replaces
+      the reclaim part of balance_pgdat)
     """
 
     direct_reclaim: Callable[..., int] | None = None
@@ -115,7 +117,13 @@ class Machine:
             profile = profile.with_(**overrides)
         self.kernel = kernel_profile(profile.kernel)
         self.profile = profile
-        self.hooks = SlowpathHooks()
+        self.hooks = SlowpathHooks(
+            direct_reclaim=vmscan.try_to_free_pages,
+            zone_reclaimable_pages=vmscan.zone_reclaimable_pages,
+        )
+        #: sysctl vm.swappiness and vm.vfs_cache_pressure (defaults 60 and 100)
+        self.swappiness = 60
+        self.vfs_cache_pressure = 100
         self.tracer: Any = None  # a fragsim.mm.trace.Tracer once attached
         #: the debug switch: check every invariant after each batch (fragsim/mm/debug.py);
         #: default from the environment variable FRAGSIM_DEBUG
@@ -131,6 +139,11 @@ class Machine:
         #: handle -> pfn of the block allocated under it (-1: none); the caller's table given to
         #: ``run`` replaces it. Migration updates it, as the kernel's rmap walk updates PTEs.
         self.handles: npt.NDArray[np.int32] = np.full(1, NO_PAGE, np.int32)
+        #: what replaces a page reclaim evicted, per handle (-1: none): the workingset shadow
+        #: entry (fragsim/mm/workingset.py) and, for an anonymous page, its swap slot (the PTE's
+        #: swap entry); the owner reads them when the page faults back in
+        self.shadow: npt.NDArray[np.int64] = np.full(1, -1, np.int64)
+        self.swap_entry: npt.NDArray[np.int64] = np.full(1, -1, np.int64)
         #: the movable_operations of non-LRU movable pages: State.mops[pfn] - 1 indexes it
         self.movable_ops: list[Any] = []
         self.seed = seed
@@ -153,6 +166,8 @@ class Machine:
         self.shrinkers: list[Any] = []
         #: swapon(): the swap device anonymous pages are written to (None: no swap)
         self.swap: Any = None
+        #: each node's lruvec reclaim state (costs, non-resident age: fragsim/mm/vmscan.py)
+        self.lruvecs = [vmscan.Lruvec() for _ in range(self.nr_nodes)]
         self._build()
         self.zone_stat = [Counter() for _ in range(self.state.zs.shape[0])]
         self._boot()
@@ -193,7 +208,8 @@ class Machine:
         free_sent = npfn
         pcp_sent = free_sent + nz * MAX_ORDER * MIGRATE_TYPES
         aux_sent = pcp_sent + nz * self.nr_cpus * nr_pcp_lists
-        nlinks = aux_sent + I.NR_AUX_LISTS
+        lru_sent = aux_sent + I.NR_AUX_LISTS
+        nlinks = lru_sent + self.nr_nodes * I.NR_LRU_LISTS
         # page->lru: next and prev of a pfn share a cache line (a (nlinks, 2) array, two views)
         links = np.full((nlinks, 2), -1, np.int32)
         nxt, prv = links[:, 0], links[:, 1]
@@ -252,6 +268,7 @@ class Machine:
         prm[I.P_NR_ZONE_TYPES] = self.nr_zone_types
         prm[I.P_GFPZONE : I.P_GFPZONE + 16] = self._gfp_zone_table()
         prm[I.P_AUX_SENT] = aux_sent
+        prm[I.P_LRU_SENT] = lru_sent
         prm[I.P_COMPACT_UNEVICTABLE] = 1  # sysctl compact_unevictable_allowed
         prm[I.P_EXTFRAG_THRESHOLD] = 500  # sysctl extfrag_threshold
         prm[I.P_COMPACTION_PROACTIVENESS] = 20  # sysctl compaction_proactiveness
@@ -509,6 +526,8 @@ class Machine:
         "extfrag_threshold": (0, 1000),
         "compact_unevictable_allowed": (0, 1),
         "compaction_proactiveness": (0, 100),
+        "swappiness": (0, 200),
+        "vfs_cache_pressure": (0, 2**31 - 1),
     }
 
     def sysctl(self, name: str, value: int | None = None) -> int:
@@ -531,6 +550,8 @@ class Machine:
             elif key == "watermark_scale_factor":
                 self.profile = self.profile.with_(watermark_scale_factor=value)
                 self.setup_per_zone_wmarks()
+            elif key in ("swappiness", "vfs_cache_pressure"):
+                setattr(self, key, value)
             else:
                 prm[self._SYSCTL_PRM[key]] = value
             if key == "compaction_proactiveness" and value:
@@ -539,6 +560,8 @@ class Machine:
                     c.kcompactd(self, nid, int(prm[I.P_NOW]), trigger=True)
         if key == "min_free_kbytes":
             return self.min_free_kbytes
+        if key in ("swappiness", "vfs_cache_pressure"):
+            return int(getattr(self, key))
         if key in ("watermark_boost_factor", "watermark_scale_factor"):
             return int(getattr(self.profile, key))
         return int(prm[self._SYSCTL_PRM[key]])
@@ -592,12 +615,14 @@ class Machine:
                 c.kcompactd(self, nid, now)
 
     def advance(self, now_ns: int) -> None:
-        """Move the simulated clock to ``now_ns`` and run what is due: woken daemons, and
-        kcompactd's 500 ms timeout (proactive compaction)."""
+        """Move the simulated clock to ``now_ns`` and run what is due: the flusher (dirty file
+        pages are written back, earlier writeback completes: vmscan.writeback), woken daemons,
+        and kcompactd's 500 ms timeout (proactive compaction)."""
         st = self.state
         if now_ns < st.prm[I.P_NOW]:
             raise ConfigError(f"advance: time goes back ({now_ns} < {int(st.prm[I.P_NOW])} ns)")
         st.prm[I.P_NOW] = now_ns
+        vmscan.writeback(self)
         self.run_daemons()
         for nid in range(self.nr_nodes):
             c.kcompactd(self, nid, now_ns)
@@ -637,7 +662,7 @@ class Machine:
                 )
                 out[i] = page
                 if page >= 0:
-                    self.state.flags[page] |= int(row[I.EV_FLAGS])
+                    pa.set_caller_flags(self.state, page, int(row[I.EV_FLAGS]))
                 i += 1
                 continue
             pfn = int(ev[i, I.EV_ARG])
@@ -706,9 +731,15 @@ class Machine:
         first = self._next_handle
         need = first + n
         if need > self.handles.shape[0]:
-            grown = np.full(max(need, 2 * self.handles.shape[0]), NO_PAGE, np.int32)
+            size = max(need, 2 * self.handles.shape[0])
+            grown = np.full(size, NO_PAGE, np.int32)
             grown[: self.handles.shape[0]] = self.handles
             self.handles = grown
+            for name in ("shadow", "swap_entry"):
+                old = getattr(self, name)
+                new = np.full(size, -1, np.int64)
+                new[: old.shape[0]] = old
+                setattr(self, name, new)
         self._next_handle = need
         return first
 
@@ -731,7 +762,9 @@ class Machine:
         if need:
             first = self.new_handles(need)
             out.append(np.arange(first, first + need, dtype=np.int64))
-        return np.concatenate(out) if len(out) != 1 else out[0]
+        if len(out) == 1:
+            return out[0]
+        return np.concatenate(out) if out else np.zeros(0, np.int64)
 
     def release_handles(self, handles: npt.ArrayLike) -> None:
         """Give handles back for reuse; each must hold no page any more."""
@@ -749,6 +782,12 @@ class Machine:
                 f"release_handles: handle {int(h[held][0])} still holds pfn "
                 f"{int(self.handles[h[held][0]]):#x}"
             )
+        if (self.swap_entry[h] >= 0).any():
+            raise AllocatorError(
+                f"release_handles: handle {int(h[self.swap_entry[h] >= 0][0])} still holds swap "
+                f"slot {int(self.swap_entry[h[self.swap_entry[h] >= 0][0]])} (swap_free it first)"
+            )
+        self.shadow[h] = -1
         self._free_handles.append(h)
 
     def register_shrinker(self, shrinker: Any) -> None:
@@ -784,8 +823,8 @@ class Machine:
     def mod_node_page_state(self, nid: int, name: str, delta: int) -> None:
         """mod_node_page_state(pgdat, item, delta): a node_stat_item gauge
         (``nr_slab_unreclaimable``, ``nr_kernel_stack``, ``workingset_refault_anon``, ...)."""
-        if name not in vmstat.NODE_STAT_ITEMS:
-            raise ConfigError(f"mod_node_page_state: {name!r} is not a node_stat_item")
+        if name not in vmstat.NODE_STAT_ITEMS or name in vmstat.NODE_STATS_IN_STATE:
+            raise ConfigError(f"mod_node_page_state: {name!r} is not a node_stat_item kept here")
         self.node_stat[nid][name] += delta
 
     def mod_zone_page_state(self, z: int, name: str, delta: int) -> None:

@@ -43,6 +43,11 @@ PG_mlocked = 1 << 16
 PG_active = 1 << 17
 PG_private = 1 << 18
 PG_nopage = 1 << 19  # a hole: no struct page backs this pfn (pfn_valid() false)
+PG_referenced = 1 << 20
+PG_young = 1 << 21  # a mapping's accessed bit (pte young) since reclaim last looked (rmap walk)
+PG_mapped = 1 << 22  # page_mapped(): mapped into a process (anon, or an mmap()ed file page)
+PG_reclaim = 1 << 23  # reclaim wants it freed when its writeback ends
+PG_workingset = 1 << 24
 
 PG_FLAG_NAMES: dict[int, str] = {
     v: k[3:] for k, v in dict(globals()).items() if k.startswith("PG_") and isinstance(v, int)

@@ -48,6 +48,9 @@ from fragsim.mm.internal import (
     EV_ORDER,
     FPI_NONE,
     FPI_TO_TAIL,
+    LRU_INACTIVE_ANON,
+    LRU_INACTIVE_FILE,
+    LRU_UNEVICTABLE,
     MAX_NR_ZONES,
     ND_KCOMPACTD_AWAKE,
     ND_KCOMPACTD_HIGHEST_ZONEIDX,
@@ -57,6 +60,7 @@ from fragsim.mm.internal import (
     ND_KSWAPD_HIGHEST_ZONEIDX,
     ND_KSWAPD_ORDER,
     ND_KSWAPD_WAKEUPS,
+    NR_LRU_LISTS,
     OP_ALLOC,
     OP_DRAIN_ALL,
     OP_FREE_HANDLE,
@@ -72,6 +76,7 @@ from fragsim.mm.internal import (
     P_CPU,
     P_GFPZONE,
     P_GROUPING_DISABLED,
+    P_LRU_SENT,
     P_NOW,
     P_NR_CPUS,
     P_NR_ONLINE_NODES,
@@ -124,6 +129,7 @@ from fragsim.mm.internal import (
     ZF_NR_FREE_CMA,
     ZF_NR_FREE_PAGES,
     ZF_NR_ISOLATE_PAGEBLOCK,
+    ZF_NR_LRU,
     ZF_NR_RESERVED_HIGHATOMIC,
     ZF_PCP_SENT,
     ZF_PGALLOC,
@@ -152,13 +158,18 @@ from fragsim.mm.mmzone import (
     PB_WAS_HIGHATOMIC,
 )
 from fragsim.mm.page import (
+    PG_active,
     PG_buddy,
+    PG_dirty,
     PG_head,
     PG_lru,
     PG_movable,
     PG_pcp,
+    PG_reclaim,
     PG_reserved,
+    PG_swapbacked,
     PG_tail,
+    PG_unevictable,
 )
 
 # fallbacks[] (mm/page_alloc.c, 6.1): two fallback types per pcp type, MIGRATE_TYPES ends a row.
@@ -234,6 +245,173 @@ def list_del(nxt: Any, prv: Any, node: int) -> None:
     prv[n] = p
     nxt[node] = -1
     prv[node] = -1
+
+
+# ---------------------------------------------------------------------------------------------
+# the LRU lists (include/linux/mm_inline.h, mm/swap.c, isolate_lru_folios of mm/vmscan.c)
+# ---------------------------------------------------------------------------------------------
+
+
+@njit(inline="always")
+def folio_lru_list(f: int) -> int:
+    """folio_lru_list(): unevictable, else (in)active anon (PageSwapBacked) or file."""
+    if f & PG_unevictable:
+        return LRU_UNEVICTABLE
+    lru = LRU_INACTIVE_ANON if f & PG_swapbacked else LRU_INACTIVE_FILE
+    if f & PG_active:
+        lru += 1
+    return lru
+
+
+@njit(inline="always")
+def lru_head(s: State, nid: int, lru: int) -> int:
+    return int(s.prm[P_LRU_SENT]) + nid * NR_LRU_LISTS + lru
+
+
+@njit
+def lruvec_add_folio(s: State, pfn: int, tail: bool) -> None:
+    """lruvec_add_folio() (at the head) / lruvec_add_folio_tail(): onto the node's list for
+    the page's flags, counted in the zone's NR_ZONE_LRU_BASE + lru, PG_lru set."""
+    f = s.flags[pfn]
+    lru = folio_lru_list(f)
+    z = int(s.zoneid[pfn])
+    head = lru_head(s, int(s.zs[z, ZF_NODE]), lru)
+    if tail:
+        list_add_tail(s.nxt, s.prv, pfn, head)
+    else:
+        list_add(s.nxt, s.prv, pfn, head)
+    s.zs[z, ZF_NR_LRU + lru] += 1 << s.order[pfn]
+    s.flags[pfn] = f | PG_lru
+
+
+@njit
+def lruvec_del_folio(s: State, pfn: int) -> None:
+    """lruvec_del_folio() with the PG_lru clear of its callers (folio_test_clear_lru)."""
+    f = s.flags[pfn]
+    z = int(s.zoneid[pfn])
+    list_del(s.nxt, s.prv, pfn)
+    s.zs[z, ZF_NR_LRU + folio_lru_list(f)] -= 1 << s.order[pfn]
+    s.flags[pfn] = f & ~PG_lru
+
+
+@njit
+def set_caller_flags(s: State, page: int, flags: int) -> None:
+    """What the caller does to a new page (EV_FLAGS): set its page flags; PG_lru means
+    lru_cache_add() (folio_add_lru: onto its LRU list's head).
+    SIMPLIFICATION: no per-CPU lru_add batch (folio_batch): the page is on the list at once."""
+    s.flags[page] |= flags & ~PG_lru
+    if flags & PG_lru:
+        lruvec_add_folio(s, page, False)
+
+
+@njit
+def isolate_lru_folios(
+    s: State, nid: int, lru: int, nr_to_scan: int, reclaim_idx: int, out: Any
+) -> tuple[int, int, int]:
+    """isolate_lru_folios() (6.1): take up to ``nr_to_scan`` pages from the tail of the node's
+    list ``lru`` into ``out`` (PG_lru cleared, a reference taken: folio_try_get); pages of zones
+    above ``reclaim_idx`` are skipped and spliced back at the head. Returns (taken, scanned,
+    skipped)."""
+    head = lru_head(s, nid, lru)
+    nzt = s.prm[P_NR_ZONE_TYPES]
+    taken = 0
+    scan = 0
+    total_scan = 0
+    nskip = 0
+    skipped_first = -1
+    while scan < nr_to_scan and s.prv[head] != head:
+        page = int(s.prv[head])
+        if page == skipped_first:
+            break  # every page left is a skipped one
+        nr = 1 << s.order[page]
+        total_scan += nr
+        if s.zoneid[page] % nzt > reclaim_idx:
+            list_del(s.nxt, s.prv, page)
+            list_add(s.nxt, s.prv, page, head)
+            if skipped_first < 0:
+                skipped_first = page
+            nskip += nr
+            continue
+        scan += nr
+        lruvec_del_folio(s, page)
+        s.refcount[page] += 1
+        out[taken] = page
+        taken += 1
+    return taken, total_scan, nskip
+
+
+@njit
+def move_folios_to_lru(s: State, pfns: Any, n: int, cpu: int) -> int:
+    """move_folios_to_lru() (6.1): each isolated page, in order, back on the head of the list
+    its flags name, dropping the isolation reference; a page whose last reference that was is
+    freed. Returns the pages put back."""
+    moved = 0
+    for i in range(n):
+        page = int(pfns[i])
+        s.refcount[page] -= 1
+        if s.refcount[page] == 0:
+            s.refcount[page] = 1
+            free_the_page(s, page, int(s.order[page]), cpu)
+            continue
+        lruvec_add_folio(s, page, False)
+        moved += 1 << s.order[page]
+    return moved
+
+
+@njit
+def free_isolated_folios(s: State, pfns: Any, n: int, cpu: int) -> int:
+    """free_unref_page_list() of reclaimed pages: their mapping and the isolation reference
+    are gone (``__remove_mapping``); returns pages freed."""
+    freed = 0
+    for i in range(n):
+        page = int(pfns[i])
+        s.refcount[page] = 1
+        freed += 1 << s.order[page]
+        free_the_page(s, page, int(s.order[page]), cpu)
+    return freed
+
+
+@njit
+def lru_rotate_reclaimable(s: State, pfns: Any, n: int) -> int:
+    """folio_rotate_reclaimable() at the end of writeback (6.1): a page reclaim asked for
+    (PG_reclaim), on an LRU list and clean, moves to the tail of its inactive list, losing
+    PG_active. Returns the pages rotated (pgrotated)."""
+    rotated = 0
+    for i in range(n):
+        page = int(pfns[i])
+        f = s.flags[page]
+        if not (f & PG_reclaim):
+            continue
+        s.flags[page] = f & ~PG_reclaim
+        if (f & PG_lru) and not (f & (PG_dirty | PG_unevictable)):
+            lruvec_del_folio(s, page)
+            s.flags[page] &= ~PG_active
+            lruvec_add_folio(s, page, True)
+            rotated += 1 << s.order[page]
+    return rotated
+
+
+@njit
+def lru_move(s: State, pfns: Any, n: int, set_flags: int, clear_flags: int) -> int:
+    """Change the flags that choose the list of pages on an LRU list, moving each to its new
+    list's head (folio_activate, deactivate_file_folio, folio_mark_accessed's activation).
+    Pages not on an LRU list only get the flags. Returns the pages that changed list."""
+    moved = 0
+    for i in range(n):
+        page = int(pfns[i])
+        f = s.flags[page]
+        nf = (f | set_flags) & ~clear_flags
+        if not (f & PG_lru):
+            s.flags[page] = nf
+            continue
+        if folio_lru_list(nf) == folio_lru_list(f):
+            s.flags[page] = nf
+            continue
+        lruvec_del_folio(s, page)
+        s.flags[page] = nf & ~PG_lru
+        lruvec_add_folio(s, page, False)
+        moved += 1 << s.order[page]
+    return moved
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1110,6 +1288,8 @@ def free_pages_prepare(s: State, pfn: int, order: int) -> None:
     s.refcount[pfn] = 0
     s.owner[pfn] = -1
     f = s.flags[pfn]
+    if f & PG_lru:  # __folio_put -> __page_cache_release: off the LRU
+        lruvec_del_folio(s, pfn)
     s.flags[pfn] = 0
     s.mops[pfn] = 0  # page->mapping = NULL
     if f & PG_head:
@@ -1246,7 +1426,7 @@ def run_events(st: State, ev: Any, start: int, handles: Any, out: Any) -> tuple[
             h = int(ev[i, EV_ARG])
             prep_new_page(s, page, order, gfp, h)
             if op == OP_ALLOC:
-                s.flags[page] |= ev[i, EV_FLAGS]  # the caller's lru_cache_add() etc.
+                set_caller_flags(s, page, int(ev[i, EV_FLAGS]))  # lru_cache_add() etc.
             if h >= 0:
                 handles[h] = page
             out[i] = page

@@ -16,6 +16,16 @@ import numpy as np
 from fragsim.mm import internal as I
 from fragsim.mm import page_alloc as pa
 from fragsim.mm.mmzone import MAX_ORDER, MIGRATE_CMA, MIGRATETYPE_NAMES
+from fragsim.mm.page import (
+    PG_anon,
+    PG_dirty,
+    PG_isolated,
+    PG_lru,
+    PG_mapped,
+    PG_movable,
+    PG_swapbacked,
+    PG_writeback,
+)
 
 if TYPE_CHECKING:
     from fragsim.mm.machine import Machine
@@ -62,7 +72,31 @@ NODE_STAT_ITEMS = (
 ).split()
 _ZONE_LC = ("dma", "dma32", "normal", "highmem", "movable", "device")
 #: zone_stat_items read from State (the others are Machine.zone_stat gauges)
-ZONE_STATS_IN_STATE = ("nr_free_pages", "nr_free_cma")
+_ZONE_LRU_ITEMS = (
+    "nr_zone_inactive_anon",
+    "nr_zone_active_anon",
+    "nr_zone_inactive_file",
+    "nr_zone_active_file",
+    "nr_zone_unevictable",
+)
+_NODE_LRU_ITEMS = (
+    "nr_inactive_anon",
+    "nr_active_anon",
+    "nr_inactive_file",
+    "nr_active_file",
+    "nr_unevictable",
+)
+#: zone_stat_items and node_stat_items computed from State (the others are Machine gauges)
+ZONE_STATS_IN_STATE = ("nr_free_pages", "nr_free_cma", *_ZONE_LRU_ITEMS)
+NODE_STATS_IN_STATE = (
+    *_NODE_LRU_ITEMS,
+    "nr_anon_pages",
+    "nr_file_pages",
+    "nr_shmem",
+    "nr_mapped",
+    "nr_dirty",
+    "nr_writeback",
+)
 
 
 def _lc(zone_name: str) -> str:
@@ -251,8 +285,10 @@ def zoneinfo(m: Machine) -> str:
         out.append(f"Node {node}, zone {_zname(m, z):>8s}")
         if first_populated.get(node) == z:
             out.append("\n  per-node stats")
+            computed = node_state_stats(m, node)
             for name in NODE_STAT_ITEMS:
-                out.append(f"\n      {name:<12s} {m.node_stat[node][name]}")
+                val = m.node_stat[node][name] + computed.get(name, 0)
+                out.append(f"\n      {name:<12s} {val}")
         boost = int(zs[z, I.ZF_BOOST])
         out.append(f"\n  pages free     {zs[z, I.ZF_NR_FREE_PAGES]}")
         if m.kernel.watermark_boost:  # the boost line came with watermark boosting (5.0)
@@ -272,8 +308,7 @@ def zoneinfo(m: Machine) -> str:
             out.append("\n")
             continue
         stats = dict(m.zone_stat[z])
-        stats["nr_free_pages"] = zs[z, I.ZF_NR_FREE_PAGES]
-        stats["nr_free_cma"] = zs[z, I.ZF_NR_FREE_CMA]
+        stats.update(zone_state_stats(m, z))
         for name in ZONE_STAT_ITEMS:
             out.append(f"\n      {name:<12s} {int(stats.get(name, 0))}")
         for name in NUMA_EVENT_ITEMS:
@@ -293,6 +328,43 @@ def zoneinfo(m: Machine) -> str:
     return "".join(out)
 
 
+def zone_state_stats(m: Machine, z: int) -> dict[str, int]:
+    """The zone_stat_items fragsim reads from State: free pages and the LRU counts."""
+    zs = m.state.zs
+    v = {
+        "nr_free_pages": int(zs[z, I.ZF_NR_FREE_PAGES]),
+        "nr_free_cma": int(zs[z, I.ZF_NR_FREE_CMA]),
+    }
+    for lru, name in enumerate(_ZONE_LRU_ITEMS):
+        v[name] = int(zs[z, I.ZF_NR_LRU + lru])
+    return v
+
+
+def node_state_stats(m: Machine, nid: int) -> dict[str, int]:
+    """The node_stat_items fragsim reads from State: the LRU lists, and the page counts
+    that follow from page flags (nr_anon_pages, nr_mapped, nr_file_pages, nr_shmem,
+    nr_dirty, nr_writeback), computed over the node's pages."""
+    st = m.state
+    nzt = m.nr_zone_types
+    zones = range(nid * nzt, (nid + 1) * nzt)
+    v = {}
+    for lru, name in enumerate(_NODE_LRU_ITEMS):
+        v[name] = int(sum(st.zs[z, I.ZF_NR_LRU + lru] for z in zones))
+    start = int(min(st.zs[z, I.ZF_START] for z in zones))
+    end = int(max(st.zs[z, I.ZF_END] for z in zones))
+    f = st.flags[start:end]
+    used = st.refcount[start:end] > 0
+    anon = used & ((f & PG_anon) != 0)
+    lru_file = used & ((f & (PG_lru | PG_isolated)) != 0) & ~anon & ((f & PG_movable) == 0)
+    v["nr_anon_pages"] = int(np.count_nonzero(anon))
+    v["nr_file_pages"] = int(np.count_nonzero(lru_file))
+    v["nr_shmem"] = int(np.count_nonzero(lru_file & ((f & PG_swapbacked) != 0)))
+    v["nr_mapped"] = int(np.count_nonzero(lru_file & ((f & PG_mapped) != 0)))
+    v["nr_dirty"] = int(np.count_nonzero(lru_file & ((f & PG_dirty) != 0)))
+    v["nr_writeback"] = int(np.count_nonzero(used & ((f & PG_writeback) != 0)))
+    return v
+
+
 def vmstat_counters(m: Machine) -> dict[str, int]:
     """Every /proc/vmstat item in the kernel's order, with fragsim's values (0 where unmodelled)."""
     st = m.state
@@ -301,12 +373,16 @@ def vmstat_counters(m: Machine) -> dict[str, int]:
     pop = _zones(m, False)
     for name in ZONE_STAT_ITEMS:
         v[name] = sum(m.zone_stat[z][name] for z in pop)
-    v["nr_free_pages"] = int(zs[pop, I.ZF_NR_FREE_PAGES].sum())
-    v["nr_free_cma"] = int(zs[pop, I.ZF_NR_FREE_CMA].sum())
+    for z in pop:
+        for name, n in zone_state_stats(m, z).items():
+            v[name] += n
     for name in NUMA_EVENT_ITEMS:
         v[name] = 0
     for name in NODE_STAT_ITEMS:
         v[name] = sum(ns[name] for ns in m.node_stat)
+    for nid in range(m.nr_nodes):
+        for name, n in node_state_stats(m, nid).items():
+            v[name] += n
     dirty = dirty_thresholds(m)
     v["nr_dirty_threshold"], v["nr_dirty_background_threshold"] = dirty
     for name in _vm_event_items(m.profile.zone_types):
