@@ -73,9 +73,7 @@ class IonPool(MovableDriver):
             raise ConfigError(f"ion-pool: buffer_pages {buffer_pages!r} must be a positive int")
         if not 0 <= pool_min <= pool_max:
             raise ConfigError(f"ion-pool: need 0 <= pool_min ({pool_min}) <= pool_max ({pool_max})")
-        super().__init__(
-            machine, movable=movable, cost=cost or MigrationCost(per_page_ns=1_000)
-        )
+        super().__init__(machine, movable=movable, cost=cost or MigrationCost(per_page_ns=1_000))
         self.buffer_pages = buffer_pages
         self.pool_min = pool_min
         self.pool_max = pool_max
@@ -223,5 +221,6 @@ class IonPool(MovableDriver):
     def contract_free(cls, driver: MovableDriver, handles: np.ndarray) -> None:
         """Release (and, with pool_max 0, free) the buffers holding ``handles``."""
         assert isinstance(driver, IonPool)
-        for b in sorted({driver.page_buffer[int(h)] for h in handles if int(h) in driver.page_buffer}):
+        owned = driver.page_buffer
+        for b in sorted({owned[int(h)] for h in handles if int(h) in owned}):
             driver.release(b)

@@ -84,9 +84,7 @@ IDS = [c.name for c in DRIVER_CLASSES]
 def require_hook(cls: type[MovableDriver]) -> None:
     """Fail (not skip) a registered movable driver that does not define the hook."""
     missing = [
-        f
-        for f in ("contract_instance", "contract_fill")
-        if not callable(getattr(cls, f, None))
+        f for f in ("contract_instance", "contract_fill") if not callable(getattr(cls, f, None))
     ]
     if missing:
         pytest.fail(
