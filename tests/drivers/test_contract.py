@@ -134,7 +134,7 @@ def check_held(d: Any, hs: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     movable, none isolated; returns the pfns."""
     m = d.machine
     st = m.state
-    pfns = m.handles[hs].astype(np.int64)
+    pfns: npt.NDArray[np.int64] = m.handles[hs].astype(np.int64)
     assert (pfns >= 0).all(), "a handle lost its page"
     assert np.unique(pfns).size == pfns.size, "two handles point at one page"
     assert (st.refcount[pfns] >= 1).all()
