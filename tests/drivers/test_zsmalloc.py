@@ -22,7 +22,7 @@ from fragsim.drivers.zsmalloc import (
 )
 from fragsim.errors import AllocatorError, ConfigError
 from fragsim.mm import migrate as mg
-from fragsim.mm.gfp import GFP_NOIO, __GFP_HIGHMEM, __GFP_MOVABLE
+from fragsim.mm.gfp import __GFP_HIGHMEM, __GFP_MOVABLE, GFP_NOIO
 from fragsim.mm.machine import Machine
 from fragsim.mm.mmzone import MIGRATE_MOVABLE, MIGRATE_UNMOVABLE
 from fragsim.mm.page import PG_movable, PG_private

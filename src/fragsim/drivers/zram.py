@@ -36,11 +36,11 @@ from fragsim.drivers.base import MemoryUser, register_driver
 from fragsim.drivers.zsmalloc import PAGE_SHIFT, PAGE_SIZE, ZsPool
 from fragsim.errors import AllocatorError, ConfigError
 from fragsim.mm.gfp import (
-    GFP_NOIO,
     __GFP_HIGHMEM,
     __GFP_KSWAPD_RECLAIM,
     __GFP_MOVABLE,
     __GFP_NOWARN,
+    GFP_NOIO,
 )
 from fragsim.mm.machine import Machine
 
@@ -160,7 +160,7 @@ class Zram(MemoryUser):
 
     def mm_stat(self) -> str:
         """/sys/block/zramN/mm_stat (mm_stat_show, 6.1)."""
-        return "%8u %8u %8u %8u %8d %8u %8u %8u %8u\n" % (
+        return "%8u %8u %8u %8u %8d %8u %8u %8u %8u\n" % (  # noqa: UP031 (kernel printf)
             self.pages_stored << PAGE_SHIFT,
             self.compr_data_size,
             self.mem_pool.zs_get_total_pages() << PAGE_SHIFT,

@@ -39,6 +39,7 @@ SHRINKER_NUMA_AWARE): count_objects / scan_objects ignore the node.
 from __future__ import annotations
 
 from enum import IntEnum
+
 import numpy as np
 import numpy.typing as npt
 
@@ -669,7 +670,7 @@ class ZsPool(MovableDriver):
     def classes_show(self) -> str:
         """/sys/kernel/debug/zsmalloc/<pool>/classes (zs_stats_size_show, 6.1)."""
         out = [
-            " %5s %5s %11s %12s %13s %10s %10s %16s %8s\n"
+            " %5s %5s %11s %12s %13s %10s %10s %16s %8s\n"  # noqa: UP031 (kernel printf)
             % (
                 "class",
                 "size",
@@ -693,14 +694,14 @@ class ZsPool(MovableDriver):
             freeable = self.zs_can_compact(cls)
             pages_used = alloc // cls.objs_per_zspage * cls.pages_per_zspage
             out.append(
-                " %5u %5u %11u %12u %13u %10u %10u %16d %8u\n"
+                " %5u %5u %11u %12u %13u %10u %10u %16d %8u\n"  # noqa: UP031 (kernel printf)
                 % (i, cls.size, af, ae, alloc, used, pages_used, cls.pages_per_zspage, freeable)
             )
             for j, v in enumerate((af, ae, alloc, used, pages_used, freeable)):
                 tot[j] += v
         out.append("\n")
         out.append(
-            " %5s %5s %11u %12u %13u %10u %10u %16s %8u\n"
+            " %5s %5s %11u %12u %13u %10u %10u %16s %8u\n"  # noqa: UP031 (kernel printf)
             % ("Total", "", tot[0], tot[1], tot[2], tot[3], tot[4], "", tot[5])
         )
         return "".join(out)
