@@ -211,9 +211,9 @@ class SizeClass:
 
 def size_class_geometry() -> tuple[list[tuple[int, int, int, int]], int]:
     """The classes zs_create_pool() (6.1) builds, from the highest index down: for each index,
-    (index of the class it uses, size, pages_per_zspage, objs_per_zspage), and huge_class_size
-    (the first size, scanning down, whose zspage is not 1 page of 1 object... as 6.1 tests it:
-    pages != 1 and objs != 1, minus ZS_HANDLE_SIZE - 1)."""
+    (index of the class it uses, size, pages_per_zspage, objs_per_zspage), and huge_class_size:
+    the first size, scanning down, with pages_per_zspage != 1 and objs_per_zspage != 1 (6.1's
+    test), minus ZS_HANDLE_SIZE - 1."""
     rows: list[tuple[int, int, int, int]] = [(0, 0, 0, 0)] * ZS_SIZE_CLASSES
     huge_class_size = 0
     prev: tuple[int, int, int, int] | None = None
