@@ -32,6 +32,8 @@ SIMPLIFICATION: the balloon_lock mutex is held only while a fill or leak batch r
 enqueue/dequeue and host notification; fragsim runs nothing concurrently with those, so
 compaction's ``virtballoon_migratepage`` always gets it unless a scenario holds it explicitly
 (``hold_balloon_lock()``, a fill or leak running on another CPU), when it returns -EAGAIN.
+One case arises by itself: leak_balloon frees its pages under the lock, and if that batch woke
+kcompactd, which fragsim runs right after the batch, kcompactd's balloon migrations get -EAGAIN.
 SIMPLIFICATION: adjust_managed_page_count() is recorded per zone in ``managed_delta`` (fragsim's
 Machine has no public way to change a zone's managed pages): watermarks, zoneinfo's
 ``managed`` and MemTotal do not shrink while the balloon is inflated.
@@ -65,7 +67,7 @@ from fragsim.mm.migrate import (
     get_page,
     put_page,
 )
-from fragsim.mm.page import PG_offline, Page
+from fragsim.mm.page import Page, PG_offline
 
 __all__ = [
     "VIRTIO_BALLOON_ARRAY_PFNS_MAX",
@@ -388,7 +390,11 @@ class VirtioBalloon(MovableDriver):
     # ------------------------------------------------------------------ the OOM notifier
     def virtio_balloon_oom_notify(self) -> int:
         """virtio_balloon_oom_notify() (6.1): leak up to VIRTIO_BALLOON_OOM_NR_PAGES balloon
-        pages and report the size; returns the guest pages freed."""
+        pages and report the size; returns the guest pages freed.
+        SIMPLIFICATION: while balloon_lock is held (``hold_balloon_lock()``) the notifier frees
+        nothing instead of waiting for the mutex."""
+        if self._balloon_lock:
+            return 0
         freed = self.leak_balloon(VIRTIO_BALLOON_OOM_NR_PAGES) // self.pages_per_page
         self.update_balloon_size()
         return freed
