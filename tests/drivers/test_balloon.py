@@ -19,6 +19,7 @@ from fragsim.drivers.balloon import (
 )
 from fragsim.errors import ConfigError
 from fragsim.mm import internal as I
+from fragsim.mm import vmstat
 from fragsim.mm.debug import check_invariants
 from fragsim.mm.gfp import GFP, GFP_HIGHUSER, GFP_HIGHUSER_MOVABLE, GFP_KERNEL
 from fragsim.mm.machine import Machine
@@ -146,6 +147,7 @@ def test_list_order_host_pfns_and_dequeue_order() -> None:
 
 def test_inflate_deflate_batches_counts_and_host_log() -> None:
     m, b = small()
+    managed = int(m.state.zs[m.zone_id(0, "Normal"), I.ZF_MANAGED])
     b.set_target(1000)
     assert b.work_pending and b.num_pages == 0  # the host's request waits for the work item
     assert b.work() == 1000
@@ -155,6 +157,7 @@ def test_inflate_deflate_batches_counts_and_host_log() -> None:
     assert m.vm_events["balloon_inflate"] == 1000
     z = m.zone_id(0, "Normal")
     assert b.managed_delta == {z: -1000}
+    assert f"managed  {managed - 1000}" in vmstat.zoneinfo(m)  # adjust_managed_page_count
     pfns = b.balloon_pages()
     assert (m.state.pb[pfns >> 9] & 7 == MIGRATE_MOVABLE).all()
     check_balloon(b)
@@ -172,6 +175,7 @@ def test_inflate_deflate_batches_counts_and_host_log() -> None:
     b.remove()  # virtballoon_remove(): everything leaks back
     assert b.num_pages == b.actual == 0 and b.host.nr_ballooned == 0
     assert b.managed_delta == {z: 0} and m.vm_events["balloon_deflate"] == 1000
+    assert int(m.state.zs[z, I.ZF_MANAGED]) == managed
     check_balloon(b)
 
 
@@ -213,7 +217,7 @@ def test_deflate_on_oom_feeds_the_oom_notifier_and_keeps_managed_counts() -> Non
     assert m.vm_events["balloon_deflate"] == 256
     check_balloon(b)
     b.remove()
-    assert m.hooks.oom_kill is None
+    assert not m.oom_notifiers
 
 
 def test_without_deflate_on_oom_the_allocation_fails() -> None:
@@ -222,7 +226,7 @@ def test_without_deflate_on_oom_the_allocation_fails() -> None:
     b.work()
     full = b.num_pages
     assert m.alloc_pages(GFP_KERNEL, 0) == -1
-    assert b.num_pages == full and m.hooks.oom_kill is None
+    assert b.num_pages == full and not m.oom_notifiers
 
 
 # ---------------------------------------------------------------------------------- balloon_mops

@@ -29,6 +29,11 @@ FAILS the suite, it is not skipped)::
         fills (e.g. the whole BO or zspage holding one of them); once every handle
         contract_fill returned has been given to it, the driver holds none of those pages.'''
 
+    contract_frees_isolated: bool = True
+        '''Optional. False for a driver that, like 6.1's balloon, keeps only pages on its own
+        list releasable: a page isolated right now stays the driver's (the suite checks that it
+        comes back whole at putback instead of being freed).'''
+
 The checks: pages are allocated __GFP_MOVABLE (in MOVABLE pageblocks, with the driver's ops)
 iff ``movable``; ``compact_memory()`` keeps every page accounted (each handle points at an
 allocated page that it owns, with the driver's ops, no two handles at one page, no page lost;
@@ -262,6 +267,17 @@ def test_freeing_a_page_while_it_is_isolated(cls: type[MovableDriver]) -> None:
     pfn = int(m.handles[hs[0]])
     assert isolate_movable_page(m, pfn) == 0
     free(d, hs[:1])
+    if not getattr(cls, "contract_frees_isolated", True):
+        # a driver whose isolated pages are off its own lists (6.1's balloon) cannot release
+        # one: it stays the driver's, isolated, and comes back whole at putback
+        assert m.handles[hs[0]] == pfn and m.state.flags[pfn] & PG_isolated
+        putback_movable_page(m, pfn)
+        assert not m.state.flags[pfn] & PG_isolated and m.state.refcount[pfn] == 1
+        assert ops_of(m, pfn) is d
+        free(d, hs)
+        assert nr_free(m) == base
+        check_invariants(m)
+        return
     # the driver let go (its ops are gone), the core still holds the isolated page
     assert m.handles[hs[0]] < 0
     assert m.state.refcount[pfn] == 1 and m.state.flags[pfn] & PG_isolated

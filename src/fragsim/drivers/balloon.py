@@ -34,16 +34,15 @@ compaction's ``virtballoon_migratepage`` always gets it unless a scenario holds 
 (``hold_balloon_lock()``, a fill or leak running on another CPU), when it returns -EAGAIN.
 One case arises by itself: leak_balloon frees its pages under the lock, and if that batch woke
 kcompactd, which fragsim runs right after the batch, kcompactd's balloon migrations get -EAGAIN.
-SIMPLIFICATION: adjust_managed_page_count() is recorded per zone in ``managed_delta`` (fragsim's
-Machine has no public way to change a zone's managed pages): watermarks, zoneinfo's
-``managed`` and MemTotal do not shrink while the balloon is inflated.
+adjust_managed_page_count() (without DEFLATE_ON_OOM) changes the zone's managed pages
+(zoneinfo's ``managed``); ``managed_delta`` keeps the driver's own total per zone.
 SIMPLIFICATION: free page hinting (VIRTIO_BALLOON_F_FREE_PAGE_HINT), free page reporting,
 the stats queue and page poisoning are not modelled.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,19 +88,6 @@ VIRTIO_BALLOON_OOM_NR_PAGES = 256
 BALLOON_ALLOC_FLAGS = GFP["__GFP_NOMEMALLOC"] | GFP["__GFP_NORETRY"] | GFP["__GFP_NOWARN"]
 
 _OPTIONS = ("movable", "deflate_on_oom", "host_log_pfns", "cost", "policy")
-
-
-def _put_page(m: Machine, pfn: int) -> None:
-    """put_page(): a reference that is not the last is dropped here (the mirror of get_page);
-    the last goes through fragsim.mm.migrate.put_page, which frees the page. (migrate's
-    put_page runs an event batch, and with the debug switch a whole invariant check, even for
-    a reference that is not the last: one per migrated page made compaction of a 1 GiB guest
-    take minutes.)"""
-    rc = m.state.refcount
-    if rc[pfn] > 1:
-        rc[pfn] -= 1
-    else:
-        put_page(m, pfn)
 
 
 @dataclass(slots=True)
@@ -208,7 +194,6 @@ class VirtioBalloon(MovableDriver):
         self._out_of_puff = False
         #: "Out of puff!" events: fill_balloon found no page (dev_info_ratelimited)
         self.nr_out_of_puff = 0
-        self._prev_oom_kill: Callable[..., bool] | None = None
         if self.deflate_on_oom:
             self.register_oom_notifier()
 
@@ -400,29 +385,11 @@ class VirtioBalloon(MovableDriver):
         return freed
 
     def register_oom_notifier(self) -> None:
-        """register_oom_notifier(): out_of_memory() first asks the notifier chain, and a chain
-        that freed pages ends the OOM episode without a kill. fragsim has no notifier chain: the
-        machine's ``hooks.oom_kill`` is wrapped (the previous hook runs when the balloon freed
-        nothing). SIMPLIFICATION: an OOM killer installed after the balloon replaces the
-        wrapper; install it first."""
-        if (
-            self._prev_oom_kill is not None
-            or getattr(self.machine.hooks.oom_kill, "__self__", None) is self
-        ):
-            return
-        self._prev_oom_kill = self.machine.hooks.oom_kill
-        self.machine.hooks.oom_kill = self._out_of_memory
+        """register_oom_notifier(&vb->oom_nb): out_of_memory() asks the balloon first."""
+        self.machine.register_oom_notifier(self.virtio_balloon_oom_notify)
 
     def unregister_oom_notifier(self) -> None:
-        if self.machine.hooks.oom_kill == self._out_of_memory:
-            self.machine.hooks.oom_kill = self._prev_oom_kill
-        self._prev_oom_kill = None
-
-    def _out_of_memory(self, machine: Machine, gfp: int, order: int) -> bool:
-        if self.virtio_balloon_oom_notify() > 0:
-            return True
-        prev = self._prev_oom_kill
-        return bool(prev(machine, gfp, order)) if prev is not None else False
+        self.machine.unregister_oom_notifier(self.virtio_balloon_oom_notify)
 
     # ------------------------------------------------------------------ balloon_dev_info
     def balloon_page_list_enqueue(self, pfns: npt.NDArray[np.int64]) -> None:
@@ -509,7 +476,7 @@ class VirtioBalloon(MovableDriver):
             self.host.tell_host("inflate", self._balloon_pfns(np.array([dst.pfn], np.int64)))
             self.host.tell_host("deflate", self._balloon_pfns(np.array([src.pfn], np.int64)))
         ClearPagesMovable(m, np.array([src.pfn], np.int64))  # balloon_page_finalize()
-        _put_page(m, src.pfn)  # balloon reference
+        put_page(m, src.pfn)  # balloon reference
         return MigrateResult.MIGRATEPAGE_SUCCESS
 
     # ------------------------------------------------------------------ balloon_lock
@@ -537,9 +504,11 @@ class VirtioBalloon(MovableDriver):
         return (pfns[:, None] * ppp + np.arange(ppp, dtype=np.int64)).reshape(-1)
 
     def _adjust_managed_page_count(self, pfns: npt.NDArray[np.int64], count: int) -> None:
-        zones, n = np.unique(self.machine.state.zoneid[pfns], return_counts=True)
-        for z, k in zip(zones.tolist(), n.tolist(), strict=True):
+        zoneid = self.machine.state.zoneid[pfns]
+        zones, first, n = np.unique(zoneid, return_index=True, return_counts=True)
+        for z, i, k in zip(zones.tolist(), first.tolist(), n.tolist(), strict=True):
             self.managed_delta[z] = self.managed_delta.get(z, 0) + count * k
+            self.machine.adjust_managed_page_count(int(pfns[i]), count * k)
 
     def _list_add(self, pfn: int) -> None:
         """list_add(&page->lru, &b_dev_info->pages)."""
@@ -591,6 +560,41 @@ class VirtioBalloon(MovableDriver):
         self._next[head] = rest
         self._prev[rest] = head
         self._nr_listed -= n
+
+    # ------------------------------------------------------------------ the contract suite's hook
+    #: leak_balloon dequeues only pages on the balloon list: an isolated page is not releasable
+    contract_frees_isolated = False
+
+    @classmethod
+    def contract_instance(cls, machine: Machine, movable: bool) -> VirtioBalloon:
+        """tests/drivers/test_contract.py: a balloon with the seed's switch."""
+        return cls(machine, movable=movable)
+
+    @classmethod
+    def contract_fill(cls, driver: MovableDriver, n_pages: int) -> npt.NDArray[np.int64]:
+        """The host asks for ``n_pages`` more; returns the new balloon pages' handles."""
+        assert isinstance(driver, VirtioBalloon)
+        before = driver.balloon_pages()
+        driver.set_target(driver.num_pages + n_pages)
+        driver.work()
+        new = np.setdiff1d(driver.balloon_pages(), before)
+        return driver.machine.state.owner[new].astype(np.int64)
+
+    @classmethod
+    def contract_free(cls, driver: MovableDriver, handles: npt.ArrayLike) -> None:
+        """The host gives back as many pages as ``handles``; the guest deflates those pages
+        (they are moved to the list's head first, where leak_balloon dequeues). A page that is
+        isolated right now is not on the list: the balloon deflates another one, as 6.1's
+        leak_balloon would."""
+        assert isinstance(driver, VirtioBalloon)
+        h = np.asarray(handles, np.int64).reshape(-1)
+        pfns = driver.machine.handles[h]
+        for pfn in pfns[pfns >= 0].tolist():
+            if driver._next[pfn] >= 0:
+                driver._list_del(pfn)
+                driver._list_add(pfn)
+        driver.set_target(max(driver.num_pages - h.size, 0))
+        driver.work()
 
     def __repr__(self) -> str:
         return (

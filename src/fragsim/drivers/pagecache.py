@@ -134,13 +134,13 @@ class PageCache(MemoryUser):
         drops its shadow entries; the handles go back to the machine."""
         hs = self._range(fid, 0, None)
         m = self.machine
-        held = hs[m.handles[hs] >= 0]
+        cached = m.handles[hs] >= 0
+        held = hs[cached]
         if len(held):
             pfns = m.handles[held]
             m.state.flags[pfns] &= ~(PG_dirty | PG_writeback)
-            self.free_pages(held)
-        rest = hs[m.handles[hs] < 0]
-        m.release_handles(rest)
+            self.free_pages(held)  # (gives their handles back)
+        m.release_handles(hs[~cached])
         del self.files[fid]
 
     def drop_caches(self) -> int:

@@ -226,6 +226,10 @@ class Zram(MemoryUser):
         self.used[index] = False
 
     # ------------------------------------------------------------------ the swap device
+    def nr_slots(self) -> int:
+        """The swap area's size in pages (total_swap_pages of this device)."""
+        return int(self.used.size)
+
     def nr_free_slots(self) -> int:
         return int(self.used.size - np.count_nonzero(self.used))
 

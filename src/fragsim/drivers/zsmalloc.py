@@ -45,6 +45,7 @@ import numpy.typing as npt
 
 from fragsim.drivers.base import MovableDriver, register_driver
 from fragsim.errors import AllocatorError, ConfigError, InvariantError
+from fragsim.mm.gfp import __GFP_HIGHMEM, __GFP_KSWAPD_RECLAIM, __GFP_MOVABLE, __GFP_NOWARN
 from fragsim.mm.machine import Machine
 from fragsim.mm.migrate import (
     CompiledPolicy,
@@ -73,6 +74,9 @@ __all__ = [
     "get_size_class_index",
     "size_class_geometry",
 ]
+
+#: zram's first zs_malloc gfp (a module name: two leading underscores are mangled in a class)
+CONTRACT_GFP = __GFP_KSWAPD_RECLAIM | __GFP_NOWARN | __GFP_HIGHMEM | __GFP_MOVABLE
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
@@ -780,6 +784,32 @@ class ZsPool(MovableDriver):
         if sum(len(c) for c in self._contents.values()) != len(seen):
             fail("page contents out of step")
         return None
+
+    # ------------------------------------------------------------------ the contract suite's hook
+    @classmethod
+    def contract_instance(cls, machine: Machine, movable: bool) -> ZsPool:
+        """tests/drivers/test_contract.py: a pool with the seed's switch."""
+        return cls(machine, movable=movable)
+
+    @classmethod
+    def contract_fill(cls, driver: MovableDriver, n_pages: int) -> npt.NDArray[np.int64]:
+        """Store ``n_pages`` incompressible pages (PAGE_SIZE objects: the huge class, one
+        single-page zspage each) the way zram does; returns the subpages' machine handles."""
+        assert isinstance(driver, ZsPool)
+        before = set(driver._subpage)
+        driver.zs_malloc_batch(np.full(n_pages, ZS_MAX_ALLOC_SIZE), CONTRACT_GFP)
+        return np.array(sorted(set(driver._subpage) - before), np.int64)
+
+    @classmethod
+    def contract_free(cls, driver: MovableDriver, handles: npt.ArrayLike) -> None:
+        """zs_free() every object on the subpages held under ``handles``."""
+        assert isinstance(driver, ZsPool)
+        m = driver.machine
+        for h in np.asarray(handles, np.int64).reshape(-1):
+            pfn = int(m.handles[h])
+            if pfn >= 0 and pfn in driver._contents:
+                for obj in list(driver._contents[pfn].values()):
+                    driver.zs_free(obj)
 
     def __repr__(self) -> str:
         return (

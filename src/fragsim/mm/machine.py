@@ -153,6 +153,7 @@ class Machine:
         self._next_handle = 0
         #: handles given back with release_handles(), reused first by alloc_handles()
         self._free_handles: list[npt.NDArray[np.int64]] = []
+        self._handle_released = np.zeros(1, bool)  # on _free_handles (a double release errs)
         #: vm events counted by Python-side code (drivers, reclaim): /proc/vmstat name -> count
         self.vm_events: Counter[str] = Counter()
         #: node_stat_item gauges kept by Python-side code, per node: name -> pages
@@ -164,6 +165,8 @@ class Machine:
         self.pf_memalloc = False
         #: register_shrinker(): slab caches reclaim can shrink (fragsim/mm/vmscan.py)
         self.shrinkers: list[Any] = []
+        #: register_oom_notifier(): called by out_of_memory() before the OOM killer
+        self.oom_notifiers: list[Callable[[], int]] = []
         #: swapon(): the swap device anonymous pages are written to (None: no swap)
         self.swap: Any = None
         #: each node's lruvec reclaim state (costs, non-resident age: fragsim/mm/vmscan.py)
@@ -633,14 +636,16 @@ class Machine:
         handles: npt.NDArray[np.int32] | None,
         tracer: Any,
     ) -> npt.NDArray[np.int64]:
-        if handles is None:
-            handles = self.handles
-        else:
+        if handles is not None and handles is not self.handles:
             self.handles = handles  # compaction keeps the owners' mappings in this table
+            self._grow_handle_tables(handles.shape[0])
         tracer = tracer if tracer is not None else self.tracer
         out = np.full(ev.shape[0], NO_PAGE, np.int64)
         i = 0
         while True:
+            # the table of the moment: Python code between the segments (the slow path,
+            # reclaim, a driver) may have grown it, which replaces the array
+            handles = self.handles
             status, i = pa.run_events(self.state, ev, i, handles, out)
             if self.state.prm[I.P_TPOS] and tracer is not None:
                 tracer.flush(self)
@@ -658,7 +663,6 @@ class Machine:
                     int(row[I.EV_NID]),
                     int(row[I.EV_CPU]),
                     int(row[I.EV_ARG]),
-                    handles,
                 )
                 out[i] = page
                 if page >= 0:
@@ -735,13 +739,22 @@ class Machine:
             grown = np.full(size, NO_PAGE, np.int32)
             grown[: self.handles.shape[0]] = self.handles
             self.handles = grown
-            for name in ("shadow", "swap_entry"):
-                old = getattr(self, name)
+            self._grow_handle_tables(size)
+        self._next_handle = need
+        return first
+
+    def _grow_handle_tables(self, size: int) -> None:
+        """Keep the per-handle shadow and swap tables as long as the handle table."""
+        for name in ("shadow", "swap_entry"):
+            old = getattr(self, name)
+            if old.shape[0] < size:
                 new = np.full(size, -1, np.int64)
                 new[: old.shape[0]] = old
                 setattr(self, name, new)
-        self._next_handle = need
-        return first
+        if self._handle_released.shape[0] < size:
+            grown = np.zeros(size, bool)
+            grown[: self._handle_released.shape[0]] = self._handle_released
+            self._handle_released = grown
 
     def alloc_handles(self, n: int) -> npt.NDArray[np.int64]:
         """``n`` handles of the machine's table, reusing released ones first (a long run's
@@ -762,9 +775,9 @@ class Machine:
         if need:
             first = self.new_handles(need)
             out.append(np.arange(first, first + need, dtype=np.int64))
-        if len(out) == 1:
-            return out[0]
-        return np.concatenate(out) if out else np.zeros(0, np.int64)
+        hs = out[0] if len(out) == 1 else np.concatenate(out) if out else np.zeros(0, np.int64)
+        self._handle_released[hs] = False
+        return hs
 
     def release_handles(self, handles: npt.ArrayLike) -> None:
         """Give handles back for reuse; each must hold no page any more."""
@@ -787,7 +800,14 @@ class Machine:
                 f"release_handles: handle {int(h[self.swap_entry[h] >= 0][0])} still holds swap "
                 f"slot {int(self.swap_entry[h[self.swap_entry[h] >= 0][0]])} (swap_free it first)"
             )
+        if self._handle_released[h].any() or np.unique(h).size != h.size:
+            again = h[self._handle_released[h]]
+            raise AllocatorError(
+                f"release_handles: handle {int(again[0]) if again.size else int(h[0])} "
+                "released twice"
+            )
         self.shadow[h] = -1
+        self._handle_released[h] = True
         self._free_handles.append(h)
 
     def register_shrinker(self, shrinker: Any) -> None:
@@ -801,11 +821,39 @@ class Machine:
         if shrinker not in self.shrinkers:
             self.shrinkers.append(shrinker)
 
+    def register_oom_notifier(self, notifier: Callable[[], int]) -> None:
+        """register_oom_notifier(): out_of_memory() calls each notifier first (it returns the
+        pages it freed, e.g. a balloon deflating); pages freed end the episode without a kill."""
+        if notifier not in self.oom_notifiers:
+            self.oom_notifiers.append(notifier)
+
+    def unregister_oom_notifier(self, notifier: Callable[[], int]) -> None:
+        if notifier in self.oom_notifiers:
+            self.oom_notifiers.remove(notifier)
+
+    def out_of_memory(self, gfp: int, order: int) -> bool:
+        """out_of_memory() (6.1): the OOM notifier chain first (freed pages: progress), then
+        the OOM killer (``hooks.oom_kill``). True if memory was freed."""
+        freed = sum(int(n()) for n in list(self.oom_notifiers))
+        if freed > 0:
+            return True
+        h = self.hooks.oom_kill
+        return bool(h(self, gfp, order)) if h is not None else False
+
+    def adjust_managed_page_count(self, pfn: int, count: int) -> None:
+        """adjust_managed_page_count(page, count): the page's zone manages ``count`` more
+        pages (a balloon takes pages away from the guest with -1 and gives them back with +1).
+        Watermarks are not recomputed, as in the kernel."""
+        z = int(self.state.zoneid[pfn])
+        if z < 0:
+            raise AllocatorError(f"adjust_managed_page_count: pfn {pfn:#x} is in no zone")
+        self.state.zs[z, I.ZF_MANAGED] += count
+
     def swapon(self, device: Any) -> None:
         """swapon(): anonymous pages reclaim evicts go to ``device``, which offers
         ``swap_out(count) -> slots`` (-1 where it cannot store a page), ``swap_in(slots)``,
-        ``swap_free(slots)`` and ``nr_free_slots()`` (fragsim/mm/vmscan.py)."""
-        for f in ("swap_out", "swap_in", "swap_free", "nr_free_slots"):
+        ``swap_free(slots)``, ``nr_slots()`` and ``nr_free_slots()`` (fragsim/mm/vmscan.py)."""
+        for f in ("swap_out", "swap_in", "swap_free", "nr_slots", "nr_free_slots"):
             if not callable(getattr(device, f, None)):
                 raise ConfigError(f"swapon: {device!r} has no {f}()")
         if self.swap is not None and self.swap is not device:
@@ -860,11 +908,9 @@ class Machine:
         return gfp_migratetype(gfp, not self.page_group_by_mobility_disabled)
 
     def _freelist(
-        self, gfp: int, order: int, alloc_flags: int, nid: int, cpu: int, handle: int, handles: Any
+        self, gfp: int, order: int, alloc_flags: int, nid: int, cpu: int, handle: int
     ) -> int:
-        return self._one(
-            I.OP_GET_PAGE_FROM_FREELIST, order, gfp, handle, cpu, nid, alloc_flags, handles
-        )
+        return self._one(I.OP_GET_PAGE_FROM_FREELIST, order, gfp, handle, cpu, nid, alloc_flags)
 
     def gfp_migratetype(self, gfp: int) -> int:
         """gfp_migratetype()."""
@@ -889,7 +935,6 @@ class Machine:
         cpu: int,
         prio: int,
         handle: int,
-        handles: Any,
     ) -> tuple[int, int]:
         """__alloc_pages_direct_compact() (6.1): try_to_compact_pages(); unless every zone was
         skipped, count a compact_stall; take the captured block (prep_new_page) or try the free
@@ -901,9 +946,9 @@ class Machine:
             return NO_PAGE, result
         st.vm[I.VM_COMPACT_STALL] += 1
         if page >= 0:
-            self._one(I.OP_PREP_NEW_PAGE, order, gfp, handle, cpu, nid, page, handles)
+            self._one(I.OP_PREP_NEW_PAGE, order, gfp, handle, cpu, nid, page)
         else:
-            page = self._freelist(gfp, order, alloc_flags, nid, cpu, handle, handles)
+            page = self._freelist(gfp, order, alloc_flags, nid, cpu, handle)
         if page >= 0:
             z = int(st.zoneid[page])
             st.zs[z, I.ZF_BLOCKSKIP_FLUSH] = 0
@@ -995,7 +1040,7 @@ class Machine:
         return False
 
     def __alloc_pages_slowpath(
-        self, gfp: int, order: int, nid: int, cpu: int, handle: int, handles: Any
+        self, gfp: int, order: int, nid: int, cpu: int, handle: int
     ) -> int:
         """__alloc_pages_slowpath() (6.1.192): wake kswapd, try the free lists at the min
         watermark, initial async compaction for costly or unmovable high-order requests
@@ -1022,14 +1067,14 @@ class Machine:
         pfmemalloc = bool(gfp & GFP_F_MEMALLOC or self.pf_memalloc) and not (gfp & GFP_F_NOMEMALLOC)
 
         def attempt(flags: int) -> int:
-            return self._freelist(gfp, order, flags, nid, cpu, handle, handles)
+            return self._freelist(gfp, order, flags, nid, cpu, handle)
 
         def direct_compact(prio: int) -> int:
             nonlocal compact_result
             if not order:
                 return NO_PAGE
             page, compact_result = self.__alloc_pages_direct_compact(
-                gfp, order, alloc_flags, nid, cpu, prio, handle, handles
+                gfp, order, alloc_flags, nid, cpu, prio, handle
             )
             return page
 
@@ -1100,10 +1145,9 @@ class Machine:
             if page != NO_PAGE:
                 break
             if (
-                h.oom_kill is not None
-                and order <= PAGE_ALLOC_COSTLY_ORDER
+                order <= PAGE_ALLOC_COSTLY_ORDER
                 and not (gfp & (GFP_F_RETRY_MAYFAIL | GFP_F_THISNODE))
-                and h.oom_kill(self, gfp, order)
+                and self.out_of_memory(gfp, order)
             ):
                 no_progress_loops[0] = 0
                 continue

@@ -407,6 +407,9 @@ def get_page(m: Machine, pfn: int) -> None:
 
 def put_page(m: Machine, pfn: int) -> None:
     """put_page(): drop a reference; the last one frees the block (__free_pages)."""
+    if m.state.refcount[pfn] > 1:
+        m.state.refcount[pfn] -= 1  # put_page_testzero() is false: nothing else happens
+        return
     m.free_pages(pfn, int(m.state.order[pfn]))
 
 

@@ -215,7 +215,8 @@ def shrink_inactive_list(m: Machine, nid: int, nr_to_scan: int, sc: ScanControl,
     page kept (and marked referenced), an unmapped referenced file page only reclaimed if clean;
     anon pages go to swap (add_to_swap; no space: activated), dirty file pages are left to the
     flusher (PG_reclaim, activated), pages with extra references (pinned) cannot be unmapped
-    (activated) or removed from the page cache (kept); the rest are evicted with a shadow entry
+    (activated) or removed from the page cache (kept), and a page allocated under no handle of
+    the machine (no owner reclaim could tell) is kept; the rest are evicted with a shadow entry
     and freed. Returns pages reclaimed."""
     st = m.state
     pfns = _isolate(m, nid, lru, nr_to_scan, sc)
@@ -248,6 +249,12 @@ def shrink_inactive_list(m: Machine, nid: int, nr_to_scan: int, sc: ScanControl,
     activate |= pinned & swapbacked
     keep |= pinned & ~swapbacked
     cand &= ~pinned
+    # a page allocated under no handle of the machine's table has no owner to tell: kept
+    owner = st.owner[pfns].astype(np.int64)
+    ok = (owner >= 0) & (owner < m.handles.shape[0])
+    ok[ok] = m.handles[owner[ok]] == pfns[ok]
+    keep |= cand & ~ok
+    cand &= ok
     dirty_file = cand & ~swapbacked & ((f & PG_dirty) != 0)
     f[dirty_file] |= PG_reclaim  # left to the flusher: reclaim it when written
     activate |= dirty_file
