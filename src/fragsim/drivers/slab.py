@@ -520,7 +520,7 @@ class Slab(MemoryUser):
             return np.zeros(0, np.int64)
         ids = self._new_slab_ids(hs.size)
         pfns = self.pfns(hs)
-        nids = m.state.zoneid[pfns].astype(np.int64) // m.nr_zone_types
+        nids = m.pfn_to_nid(pfns)
         objects = np.where(orders == c.order, c.objects, c.min_objects)
         self.slab_cache[ids] = c.index
         self.slab_objects[ids] = objects
@@ -568,7 +568,7 @@ class Slab(MemoryUser):
             self.obj_state[base] = OBJ_INUSE
             out[i] = base
         if ok.size:
-            nids = m.state.zoneid[self.pfns(hs[ok])].astype(np.int64) // m.nr_zone_types
+            nids = m.pfn_to_nid(self.pfns(hs[ok]))
             for node, cnt in zip(*np.unique(nids, return_counts=True), strict=True):
                 m.mod_node_page_state(int(node), "nr_slab_unreclaimable", int(cnt) << order)
         return out
@@ -597,7 +597,7 @@ class Slab(MemoryUser):
             hs = LARGE_BASE - self.obj_slab[lx]
             m = self.machine
             pfns = self.pfns(hs)
-            nids = m.state.zoneid[pfns].astype(np.int64) // m.nr_zone_types
+            nids = m.pfn_to_nid(pfns)
             pages = np.bincount(nids, weights=1 << m.state.order[pfns].astype(np.int64))
             for node in np.flatnonzero(pages):
                 m.mod_node_page_state(int(node), "nr_slab_unreclaimable", -int(pages[node]))
@@ -855,7 +855,7 @@ class Slab(MemoryUser):
         large = np.flatnonzero(os_ <= LARGE_BASE)
         if large.size:
             lp = self.pfns(LARGE_BASE - os_[large])
-            lnid = m.state.zoneid[lp].astype(np.int64) // m.nr_zone_types
+            lnid = m.pfn_to_nid(lp)
             for p, nid in zip(lp.tolist(), lnid.tolist(), strict=True):
                 expect["nr_slab_unreclaimable"][nid] += 1 << int(m.state.order[p])
         for stat, per_node in expect.items():
@@ -898,15 +898,19 @@ class SlabShrinker:
     to their unused objects (mult_frac), as super_cache_scan divides it between dentries and
     inodes. Freeing scattered objects rarely empties a whole slab: that is slab pollution.
 
+    The count is scaled by vm.vfs_cache_pressure (vfs_pressure_ratio: 100 is neutral, 0 never
+    reclaims, more reclaims harder).
+
     SIMPLIFICATION: no DCACHE_REFERENCED / I_REFERENCED second chance (list_lru_walk rotates
-    referenced entries), vfs_cache_pressure is 100, and freeing a dentry does not free its
-    inode (the workload couples them)."""
+    referenced entries), and freeing a dentry does not free its inode (the workload couples
+    them)."""
 
     slab: Slab
     seeks: int = 2  # DEFAULT_SEEKS
 
     def count_objects(self, nid: int) -> int:
-        return int(sum(int(c.nr_unused[nid]) for c in self.slab.cache_list if c.lru))
+        unused = int(sum(int(c.nr_unused[nid]) for c in self.slab.cache_list if c.lru))
+        return unused * self.slab.machine.vfs_cache_pressure // 100  # vfs_pressure_ratio()
 
     def scan_objects(self, nid: int, nr_to_scan: int) -> int:
         """Free up to ``nr_to_scan`` unused objects on node ``nid``; returns how many."""

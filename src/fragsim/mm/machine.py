@@ -882,6 +882,11 @@ class Machine:
             raise ConfigError(f"mod_zone_page_state: {name!r} is not a zone_stat_item kept here")
         self.zone_stat[z][name] += delta
 
+    def pfn_to_nid(self, pfns: npt.ArrayLike) -> npt.NDArray[np.int64]:
+        """pfn_to_nid() of each pfn (-1 outside every zone)."""
+        z = self.state.zoneid[np.asarray(pfns, np.int64)].astype(np.int64)
+        return np.where(z >= 0, z // self.nr_zone_types, -1)
+
     def page(self, pfn: int) -> Page:
         return Page(self, pfn)
 

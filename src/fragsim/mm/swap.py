@@ -73,8 +73,7 @@ def folio_mark_accessed(m: Machine, pfns: npt.ArrayLike) -> int:
     on_lru = act[(st.flags[act] & PG_lru) != 0]
     moved = pa.lru_move(st, act, len(act), PG_active, PG_referenced)
     m.count_vm_event("pgactivate", moved)
-    nzt = m.nr_zone_types
-    nids = st.zoneid[on_lru].astype(np.int64) // nzt
+    nids = m.pfn_to_nid(on_lru)
     for nid in np.unique(nids):
         workingset_activation(m, int(nid), int(np.count_nonzero(nids == nid)))
     return moved
