@@ -9,6 +9,11 @@ built on fragsim's public API only, and registered with one line next to its cla
 the driver's pages __GFP_MOVABLE and registers its movable_operations (a kernel with the
 framework); ``movable=False`` allocates them unmovable and compaction cannot touch them (a
 kernel without it).
+
+The public API a memory user builds on (built-in or a user's own): ``fragsim`` itself,
+``fragsim.drivers`` (``MemoryUser``, ``MovableDriver``, ``register_driver``) and the modules named
+after the kernel's: ``fragsim.mm.gfp``, ``page``, ``mmzone``, ``migrate``, ``machine``, ``swap``,
+``workingset``, ``slub``. ``fragsim.mm.internal`` (the state layout) is not part of it.
 """
 
 from __future__ import annotations

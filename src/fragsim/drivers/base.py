@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fragsim.errors import AllocatorError, ConfigError
+from fragsim.mm import internal as I
 from fragsim.mm.gfp import __GFP_MOVABLE, GFP_MOVABLE_MASK
 from fragsim.mm.internal import alloc_events, free_events
 from fragsim.mm.machine import Machine
@@ -90,15 +91,23 @@ class MemoryUser:
         flags: int = 0,
         cpu: int = 0,
         nid: int = 0,
+        into: npt.ArrayLike | None = None,
     ) -> npt.NDArray[np.int64]:
         """Allocate ``count`` blocks of ``order`` in one batch; returns their handles, -1 where
         an allocation failed (that handle is released). ``flags`` are PG_* bits the caller sets
-        on each head (PG_slab, PG_lru | PG_anon, ...)."""
+        on each head (PG_slab, PG_lru | PG_anon, ...). With ``into``, the blocks go under
+        those handles (the user's own, e.g. a file's page indexes; ``count`` must match) and a
+        handle whose allocation failed stays the user's, holding no page."""
         m = self.machine
-        hs = m.alloc_handles(count)
+        if into is None:
+            hs = m.alloc_handles(count)
+        else:
+            hs = np.asarray(into, np.int64).reshape(-1)
+            if hs.size != count:
+                raise ConfigError(f"alloc_pages: {count} blocks into {hs.size} handles")
         pfns = m.run(alloc_events(hs, self.gfp(gfp), order, flags, cpu=cpu, nid=nid))
         ok = pfns >= 0
-        if not ok.all():
+        if not ok.all() and into is None:
             m.release_handles(hs[~ok])
             hs = np.where(ok, hs, -1)
         if ok.any():
@@ -130,17 +139,18 @@ class MemoryUser:
             raise AllocatorError(f"driver {self.name}: handle {int(h[p < 0][0])} holds no page")
         return p
 
-    def free_pages(self, handles: npt.ArrayLike, cpu: int = 0) -> None:
+    def free_pages(self, handles: npt.ArrayLike, cpu: int = 0, *, release: bool = True) -> None:
         """Release the blocks held under ``handles`` (put_page: a block another reference
         still holds, e.g. isolated by compaction, is freed when that is dropped) and give the
-        handles back."""
+        handles back (``release=False``: the user keeps them, holding no page)."""
         h = np.asarray(handles, np.int64).reshape(-1)
         if h.size == 0:
             return
         self.freeing(self.pfns(h))
         m = self.machine
         m.run(free_events(h, cpu))
-        m.release_handles(h)
+        if release:
+            m.release_handles(h)
 
 
 class MovableDriver(MemoryUser):
@@ -191,6 +201,21 @@ class MovableDriver(MemoryUser):
     def free_page(self, handle: int, cpu: int = 0) -> None:
         """Release one block (see ``free_pages``)."""
         self.free_pages([handle], cpu)
+
+    def migration_counters(self) -> dict[str, int]:
+        """What compaction did with this driver's pages (its row of State.drv): pages isolated,
+        migrated, migrate_page calls that failed, and the time its migrations cost (ns).
+        Zeros before its first movable page."""
+        for i, ops in enumerate(self.machine.movable_ops):
+            if ops is self:
+                row = self.machine.state.drv[i]
+                return {
+                    "isolated": int(row[I.DRV_NR_ISOLATED]),
+                    "migrated": int(row[I.DRV_NR_MIGRATED]),
+                    "failed": int(row[I.DRV_NR_FAILED]),
+                    "time_ns": int(row[I.DRV_TIME_NS]),
+                }
+        return dict.fromkeys(("isolated", "migrated", "failed", "time_ns"), 0)
 
     # ------------------------------------------------------------------ movable_operations
     def isolate_page(self, page: Page, mode: IsolateMode) -> bool:

@@ -66,7 +66,6 @@ import numpy.typing as npt
 
 from fragsim.drivers.base import MovableDriver, register_driver
 from fragsim.errors import ConfigError
-from fragsim.mm import internal as I
 from fragsim.mm.gfp import __GFP_NORETRY, __GFP_NOWARN, GFP_HIGHUSER, GFP_MOVABLE_MASK
 from fragsim.mm.machine import Machine
 from fragsim.mm.migrate import (
@@ -320,19 +319,8 @@ class GpuDriver(MovableDriver):
 
     # ------------------------------------------------------------------ counters
     def counters(self) -> dict[str, int]:
-        """This driver's row of State.drv: pages isolated, migrated, migrate_page calls that
-        failed, and the time its migrations cost (ns). Zeros before its first movable page."""
-        names = {
-            "isolated": I.DRV_NR_ISOLATED,
-            "migrated": I.DRV_NR_MIGRATED,
-            "failed": I.DRV_NR_FAILED,
-            "time_ns": I.DRV_TIME_NS,
-        }
-        for i, ops in enumerate(self.machine.movable_ops):
-            if ops is self:
-                row = self.machine.state.drv[i]
-                return {k: int(row[v]) for k, v in names.items()}
-        return dict.fromkeys(names, 0)
+        """This driver's migration counters (``migration_counters``)."""
+        return self.migration_counters()
 
     # ------------------------------------------------------------------ movable_operations
     # The compiled policy answers during compaction; these Python callbacks give the same

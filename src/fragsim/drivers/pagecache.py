@@ -24,7 +24,6 @@ import numpy.typing as npt
 from fragsim.drivers.base import MemoryUser, register_driver
 from fragsim.errors import ConfigError
 from fragsim.mm.gfp import GFP_HIGHUSER_MOVABLE
-from fragsim.mm.internal import alloc_events, free_events
 from fragsim.mm.machine import Machine
 from fragsim.mm.page import PG_dirty, PG_lru, PG_mapped, PG_writeback, PG_young
 from fragsim.mm.swap import folio_mark_accessed, folio_mark_young
@@ -82,8 +81,8 @@ class PageCache(MemoryUser):
         failed = 0
         for fl in np.unique(start_flags):
             sel = missing[start_flags == fl]
-            pfns = m.run(alloc_events(sel, self.mapping_gfp, 0, int(fl), cpu=cpu))
-            failed += int(np.count_nonzero(pfns < 0))
+            self.alloc_pages(sel.size, self.mapping_gfp, flags=int(fl), cpu=cpu, into=sel)
+            failed += int(np.count_nonzero(m.handles[sel] < 0))
         m.count_vm_event("pgpgin", 4 * (len(missing) - failed))
         return failed
 
@@ -163,8 +162,7 @@ class PageCache(MemoryUser):
 
     def free_pages_keep_handles(self, handles: npt.ArrayLike) -> None:
         """Free cached pages but keep their handles (the file still has those indexes)."""
-        h = np.asarray(handles, np.int64)
-        self.machine.run(free_events(h))
+        self.free_pages(handles, release=False)
 
     @property
     def nr_cached(self) -> int:

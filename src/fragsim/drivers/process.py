@@ -27,7 +27,6 @@ import numpy.typing as npt
 from fragsim.drivers.base import MemoryUser, register_driver
 from fragsim.errors import ConfigError
 from fragsim.mm.gfp import __GFP_ZERO, GFP_HIGHUSER_MOVABLE, GFP_KERNEL_ACCOUNT
-from fragsim.mm.internal import ZF_MANAGED, alloc_events
 from fragsim.mm.machine import Machine
 from fragsim.mm.page import PG_anon, PG_lru, PG_mapped, PG_swapbacked, PG_young
 from fragsim.mm.swap import folio_mark_young
@@ -144,10 +143,10 @@ class Processes(MemoryUser):
             p.pgtables = np.concatenate([p.pgtables, ok])
             m.mod_node_page_state(0, "nr_page_table_pages", len(ok))
         hs = m.alloc_handles(nr_pages)
-        pfns = m.run(alloc_events(hs, GFP_HIGHUSER_MOVABLE, 0, ANON_FLAGS, cpu=cpu))
+        self.alloc_pages(nr_pages, GFP_HIGHUSER_MOVABLE, flags=ANON_FLAGS, cpu=cpu, into=hs)
         p.anon = np.concatenate([p.anon, hs])
         m.count_vm_event("pgfault", nr_pages)
-        return int(np.count_nonzero(pfns < 0))
+        return int(np.count_nonzero(m.handles[hs] < 0))
 
     def touch(self, pid: int, start: int = 0, count: int | None = None, cpu: int = 0) -> int:
         """Access pages ``start .. start+count`` of the process's anonymous memory: resident
@@ -171,8 +170,8 @@ class Processes(MemoryUser):
         failed = 0
         for fl in np.unique(flags):
             sel = swapped[flags == fl]
-            got = m.run(alloc_events(sel, GFP_HIGHUSER_MOVABLE, 0, int(fl), cpu=cpu))
-            ok = sel[got >= 0]
+            self.alloc_pages(sel.size, GFP_HIGHUSER_MOVABLE, flags=int(fl), cpu=cpu, into=sel)
+            ok = sel[m.handles[sel] >= 0]
             failed += len(sel) - len(ok)
             if len(ok):
                 m.swap.swap_in(m.swap_entry[ok])
@@ -228,7 +227,7 @@ class Processes(MemoryUser):
         points = rss + swap + len(p.pgtables)
         if p.oom_score_adj:
             m = self.machine
-            total = int(m.state.zs[:, ZF_MANAGED].sum())
+            total = m.totalram_pages()
             if m.swap is not None:
                 total += int(m.swap.nr_slots())  # total_swap_pages
             points += p.oom_score_adj * total // 1000

@@ -882,6 +882,10 @@ class Machine:
             raise ConfigError(f"mod_zone_page_state: {name!r} is not a zone_stat_item kept here")
         self.zone_stat[z][name] += delta
 
+    def totalram_pages(self) -> int:
+        """totalram_pages(): the pages every zone manages."""
+        return int(self.state.zs[:, I.ZF_MANAGED].sum())
+
     def pfn_to_nid(self, pfns: npt.ArrayLike) -> npt.NDArray[np.int64]:
         """pfn_to_nid() of each pfn (-1 outside every zone)."""
         z = self.state.zoneid[np.asarray(pfns, np.int64)].astype(np.int64)
@@ -1044,9 +1048,7 @@ class Machine:
             return True
         return False
 
-    def __alloc_pages_slowpath(
-        self, gfp: int, order: int, nid: int, cpu: int, handle: int
-    ) -> int:
+    def __alloc_pages_slowpath(self, gfp: int, order: int, nid: int, cpu: int, handle: int) -> int:
         """__alloc_pages_slowpath() (6.1.192): wake kswapd, try the free lists at the min
         watermark, initial async compaction for costly or unmovable high-order requests
         (__GFP_NORETRY costly requests give up if it was skipped or deferred), then the retry
