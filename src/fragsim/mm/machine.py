@@ -42,7 +42,7 @@ from fragsim.mm.mmzone import (
 from fragsim.mm.page import Page, PG_nopage, PG_reserved
 from fragsim.profiles import MachineProfile, kernel_profile, machine_profile
 
-__all__ = ["Machine", "SlowpathHooks"]
+__all__ = ["GFP_CLASSES", "Machine", "SlowpathHooks", "gfp_class"]
 
 NO_PAGE = -1
 MEM_MAP_DTYPE = np.dtype(
@@ -78,6 +78,20 @@ _RUN_ERRORS = {
     I.RUN_EOUTSIDE: "pfn outside every zone",
     I.RUN_EHANDLE: "unknown handle",
 }
+
+
+#: the classes allocation requests are counted by: no direct reclaim (ATOMIC, GFP_NOWAIT and
+#: the like), then by mobility: KERNEL (unmovable), RECLAIMABLE, MOVABLE (user pages)
+GFP_CLASSES = ("ATOMIC", "KERNEL", "RECLAIMABLE", "MOVABLE")
+
+
+def gfp_class(gfp: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """The GFP_CLASSES index of each mask."""
+    g = np.asarray(gfp, np.int64)
+    movable = (g & GFP["__GFP_MOVABLE"]) != 0
+    reclaimable = (g & GFP["__GFP_RECLAIMABLE"]) != 0
+    cls = np.where(movable, 3, np.where(reclaimable, 2, 1))
+    return np.where((g & GFP["__GFP_DIRECT_RECLAIM"]) == 0, 0, cls)
 
 
 @dataclass(slots=True)
@@ -160,6 +174,11 @@ class Machine:
         self.node_stat: list[Counter[str]] = [Counter() for _ in range(self.nr_nodes)]
         #: zone_stat_item gauges kept by Python-side code, per zone id: name -> pages
         self.zone_stat: list[Counter[str]] = []
+        #: event rows processed by run() (all callers), and allocation requests and failures
+        #: by GFP class (GFP_CLASSES) and order
+        self.nr_events = 0
+        self.alloc_attempts = np.zeros((len(GFP_CLASSES), MAX_ORDER), np.int64)
+        self.alloc_failures = np.zeros((len(GFP_CLASSES), MAX_ORDER), np.int64)
         #: current->flags & PF_MEMALLOC: reclaim is running (its allocations may use the
         #: reserves and never recurse into reclaim)
         self.pf_memalloc = False
@@ -596,6 +615,7 @@ class Machine:
         self._depth += 1
         try:
             out = self._run(ev, handles, tracer)
+            self._count_requests(ev, out)
             if self._depth == 1 and self.daemons:
                 self.run_daemons()
             return out
@@ -603,6 +623,26 @@ class Machine:
             self._depth -= 1
             if self.debug and self._depth == 0:
                 check_invariants(self)
+
+    @property
+    def now(self) -> int:
+        """Simulated time, ns."""
+        return int(self.state.prm[I.P_NOW])
+
+    def _count_requests(self, ev: npt.NDArray[np.int64], out: npt.NDArray[np.int64]) -> None:
+        """Count the batch's rows (``nr_events``) and its allocation requests and failures by
+        order and GFP class (``alloc_attempts`` / ``alloc_failures``, rows of GFP_CLASSES)."""
+        self.nr_events += ev.shape[0]
+        alloc = ev[:, I.EV_OP] == I.OP_ALLOC
+        if not alloc.any():
+            return
+        gfp = ev[alloc, I.EV_GFP]
+        order = ev[alloc, I.EV_ORDER]
+        cls = gfp_class(gfp)
+        np.add.at(self.alloc_attempts, (cls, order), 1)
+        failed = out[alloc] < 0
+        if failed.any():
+            np.add.at(self.alloc_failures, (cls[failed], order[failed]), 1)
 
     def run_daemons(self) -> None:
         """Run the kernel threads that were woken: kswapd (fragsim/mm/vmscan.py), then
