@@ -292,10 +292,13 @@ class ResultsDB:
         return f"ResultsDB({str(self.path)!r})"
 
     @contextlib.contextmanager
-    def _connect(self, *, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection for one operation; waits up to ``lock_timeout`` s for another process's
-        write lock, then raises DatabaseLockedError."""
-        deadline = time.monotonic() + self.lock_timeout
+    def _connect(
+        self, *, read_only: bool, lock_timeout: float | None = None
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection for one operation; waits up to ``lock_timeout`` s (default
+        ``self.lock_timeout``) for another process's lock, then raises DatabaseLockedError."""
+        wait = self.lock_timeout if lock_timeout is None else lock_timeout
+        deadline = time.monotonic() + wait
         delay = 0.02
         while True:
             try:
@@ -312,7 +315,7 @@ class ResultsDB:
                     who = f"another process {holder.group(0)}" if holder else "another process"
                     raise DatabaseLockedError(
                         f"{self.path}: the results database is in use by {who}; waited "
-                        f"{self.lock_timeout:g} s (DuckDB allows one writing process at a time)"
+                        f"{wait:g} s (DuckDB allows one writing process at a time)"
                     ) from None
                 time.sleep(delay)
                 delay = min(delay * 2, 0.25)
@@ -323,9 +326,10 @@ class ResultsDB:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def record(self, run: RunRecord) -> str:
+    def record(self, run: RunRecord, *, lock_timeout: float | None = None) -> str:
         """Write ``run`` in one transaction and return its new id (12 hex digits). On any
-        exception nothing of the run remains."""
+        exception nothing of the run remains. ``lock_timeout`` (default: the database's) is how
+        long to wait for another process's lock; a long run may want to wait longer."""
         t, names, dtypes, values = _check_samples(run.samples)
         config = _json(run.config, "config")
         summary = _json(run.summary, "summary")
@@ -340,7 +344,7 @@ class ResultsDB:
                     f"got {s!r}"
                 )
         run_id = uuid.uuid4().hex[:12]
-        with self._connect(read_only=False) as con:
+        with self._connect(read_only=False, lock_timeout=lock_timeout) as con:
             con.begin()
             try:
                 self._insert_run(con, run_id, run, config, summary, started, finished, len(t))
@@ -573,7 +577,8 @@ class ResultsDB:
         out: dict[str, npt.NDArray[Any]] = {"t_ns": t}
         if metrics:
             vals = con.execute(
-                "SELECT s.value FROM samples s JOIN metrics m "
+                # NumPy NaN goes in as NULL (DuckDB's scan of float arrays); NULL comes back NaN
+                "SELECT coalesce(s.value, 'NaN'::DOUBLE) AS value FROM samples s JOIN metrics m "
                 "ON s.run_id = m.run_id AND s.metric = m.metric "
                 "WHERE s.run_id = ? ORDER BY m.idx, s.i",
                 [rid],
@@ -587,10 +592,11 @@ class ResultsDB:
 
     def export(self, run_id: str, fmt: str, out: Path | str) -> list[Path]:
         """Write run ``run_id`` into directory ``out``: ``samples.csv`` or ``samples.parquet``
-        (wide, one row per sample, written by DuckDB's COPY), ``config.json``, ``summary.json``,
-        ``run.json`` (id, seed, hash, version, times, snapshot index) and one directory per
-        snapshot under ``snapshots/`` holding its files (the layout of ``fragsim snapshot``,
-        so ``fragsim inspect`` reads them). Returns the files written."""
+        (wide, one row per sample, written by DuckDB's COPY; a NaN is an empty cell / NULL),
+        ``config.json``, ``summary.json``, ``run.json`` (id, seed, hash, version, times,
+        snapshot index) and one directory per snapshot under ``snapshots/`` holding its files
+        (the layout of ``fragsim snapshot``, so ``fragsim inspect`` reads them). Returns the
+        files written."""
         if fmt not in EXPORT_FORMATS:
             raise ConfigError(
                 f"export: --format: expected one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}"

@@ -402,7 +402,7 @@ print("not interrupted", flush=True)
 """
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
 def test_killed_writer_leaves_no_trace(tmp_path: Path, sig: signal.Signals) -> None:
     path = tmp_path / "r.duckdb"
     marker = tmp_path / "midway"
@@ -410,6 +410,7 @@ def test_killed_writer_leaves_no_trace(tmp_path: Path, sig: signal.Signals) -> N
     script.write_text(textwrap.dedent(CHILD))
     src = str(Path(fragsim.__file__).resolve().parents[1])
     env = dict(os.environ, PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    locked = ResultsDB(path)  # created before the child opens it
     child = subprocess.Popen(
         [sys.executable, str(script), str(path), str(marker), str(Path(__file__).parent)],
         stdout=subprocess.PIPE,
@@ -426,6 +427,8 @@ def test_killed_writer_leaves_no_trace(tmp_path: Path, sig: signal.Signals) -> N
         # while the child holds the file, another writer waits, then gets a clear error
         with pytest.raises(DatabaseLockedError, match=r"r\.duckdb: the results database is in use"):
             ResultsDB(path, lock_timeout=0.1)
+        with pytest.raises(DatabaseLockedError, match=r"\(PID \d+\); waited 0\.2 s"):
+            locked.record(make_run(scenario="second writer"), lock_timeout=0.2)
         child.send_signal(sig)
         out, err = child.communicate(timeout=600)
     finally:
@@ -557,3 +560,17 @@ def test_not_a_database_and_directories(tmp_path: Path) -> None:
         ResultsDB(bad)
     with pytest.raises(ConfigError, match="expected a results database file, got a directory"):
         ResultsDB(tmp_path)
+
+
+def test_exported_snapshot_is_a_fragsim_snapshot_directory(
+    db: ResultsDB, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fragsim import Machine, vmstat
+    from fragsim.cli import main
+
+    m = Machine("flat:65536", nr_cpus=1)
+    files = {"buddyinfo": vmstat.buddyinfo(m), "pagetypeinfo": vmstat.pagetypeinfo(m)}
+    rid = db.record(make_run(snapshots=[Snapshot(0, "boot", files)]))
+    db.export(rid, "csv", tmp_path / "e")
+    assert main(["inspect", str(tmp_path / "e" / "snapshots" / "000-boot")]) == 0
+    assert "pageblocks (" in capsys.readouterr().out
