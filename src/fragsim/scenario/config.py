@@ -210,9 +210,11 @@ def _coerce(v: Any, ann: Any, unit: str | None, path: str, ctx: _Ctx) -> tuple[A
     if origin is typing.Annotated:
         return _coerce(v, get_args(ann)[0], unit, path, ctx)
     if origin in (Union, types.UnionType):
-        for member in get_args(ann):
-            if member is type(None):
-                continue
+        members = [m for m in get_args(ann) if m is not type(None)]
+        fits = [m for m in members if _shape_fits(v, m)]
+        if len(fits) == 1:  # the value's shape picks the member: its error is the precise one
+            return _coerce(v, fits[0], unit, path, ctx)
+        for member in fits:
             try:
                 return _coerce(v, member, unit, path, ctx)
             except ConfigError:
@@ -256,6 +258,18 @@ def _coerce(v: Any, ann: Any, unit: str | None, path: str, ctx: _Ctx) -> tuple[A
     else:
         raise ctx.error(path, f"cannot be set in a scenario file (a {_describe(ann)})")
     raise ctx.error(path, f"expected {_describe(ann, unit)}, got {_show(v)}")
+
+
+def _shape_fits(v: Any, ann: Any) -> bool:
+    """Whether ``v`` has the TOML shape of ``ann`` (array, table or scalar)."""
+    origin = get_origin(ann)
+    if origin is typing.Annotated:
+        return _shape_fits(v, get_args(ann)[0])
+    if ann in _SEQUENCES or origin in _SEQUENCES:
+        return isinstance(v, list)
+    if ann in _MAPPINGS or origin in _MAPPINGS or dataclasses.is_dataclass(ann):
+        return isinstance(v, dict)
+    return not isinstance(v, list | dict)
 
 
 def _coerce_array(v: list[Any], ann: Any, path: str, ctx: _Ctx) -> tuple[Any, Any]:
