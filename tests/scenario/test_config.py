@@ -693,3 +693,21 @@ def test_parsers_wire_the_commands() -> None:
         "1d",
     )
     assert p.parse_args(["list"]).func is cmd_list
+
+
+def test_specs_build_the_real_drivers() -> None:
+    """The options as passed (MigrationCost objects, tuples) are what the classes take."""
+    from fragsim.drivers.gpu import GpuDriver
+    from fragsim.drivers.zram import Zram
+    from fragsim.mm.machine import Machine
+
+    sc = load_scenario(FIXTURES / "full.toml", sets=["movable=off"])
+    m = Machine(sc.machine.machine_profile(), seed=sc.scenario.seed)
+    assert m.nr_cpus == 4
+    gpu, zram, cache, pool = (d.create(m) for d in sc.drivers)
+    assert isinstance(gpu, GpuDriver) and isinstance(zram, Zram)
+    assert (gpu.movable, gpu.duty_cycle, gpu.cost.per_page_ns) == (False, 0.3, 2000)
+    assert (zram.disksize, zram.mem_pool.movable) == (256 << 20, False)
+    assert (pool.pool_size, pool.movable) == (65536, False)
+    for name, value in sc.sysctl.items():
+        assert m.sysctl(name, value) == value
