@@ -1163,8 +1163,13 @@ def scenario_from_args(args: argparse.Namespace, extra_sets: Iterable[str] = ())
 
 
 def _first_line(obj: Any) -> str:
-    doc = inspect.getdoc(obj) or ""
-    return doc.strip().splitlines()[0] if doc.strip() else ""
+    """The first sentence of ``obj``'s docstring (its first paragraph up to ". ", at most
+    100 characters)."""
+    doc = (inspect.getdoc(obj) or "").strip()
+    para = " ".join(doc.split("\n\n", 1)[0].split())
+    end = para.find(". ")
+    para = para[: end + 1] if end >= 0 else para
+    return para if len(para) <= 100 else para[:97].rsplit(" ", 1)[0] + " ..."
 
 
 def _profile_summary(name: str) -> str:
@@ -1196,8 +1201,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     out = ["Scenarios (fragsim show NAME):"]
     out += _rows(list(builtin_scenarios().items()))
     out += ["", "Machine profiles ([machine] profile):"]
-    out += _rows([(n, _profile_summary(n)) for n in PROFILES])
-    out += _rows([("flat:<pages>", "one Normal zone of that many pages")])
+    out += _rows(
+        [(n, _profile_summary(n)) for n in PROFILES]
+        + [("flat:<pages>", "one Normal zone of that many pages")]
+    )
     out += ["", "Kernel profiles ([machine] kernel):"]
     out += _rows([(n, f"Linux {n}") for n in KERNELS])
     out += ["", "Workloads ([[workloads]] type):"]
