@@ -235,17 +235,37 @@ def _arm64_4g() -> MachineProfile:
     )
 
 
+def _arm64_phone(name: str, mib: int) -> MachineProfile:
+    # An arm64 Android device (4 KiB pages, GKI-like config: THP configured, so pageblock_order
+    # 9): RAM at 2 GiB physical, all of it below 4 GiB: one DMA32 zone (ZONE_DMA empty), 4 CPUs.
+    base = 0x80000
+    return MachineProfile(
+        name=name,
+        nodes=(
+            NodeSpec(
+                zones=(ZoneSpec("DMA32", base, base + (mib << 8)),),
+                reserved=((base, base + 6144),),  # kernel image, DT, reserved-memory carve-outs
+            ),
+        ),
+        zone_types=("DMA", "DMA32", "Normal", "Movable"),
+        nr_cpus=4,
+    )
+
+
 PROFILES: dict[str, Any] = {
     "x86_64-1g": _x86_64_1g,
     "arm32-1g": _arm32_1g,
     "arm64-4g": _arm64_4g,
+    "arm64-512m": lambda: _arm64_phone("arm64-512m", 512),
+    "arm64-1g": lambda: _arm64_phone("arm64-1g", 1024),
     "flat-1g": lambda: _flat("flat-1g", 1 << 18),
     "flat-16g": lambda: _flat("flat-16g", 1 << 22),
 }
 
 
 def machine_profile(name: str, **overrides: Any) -> MachineProfile:
-    """A named profile (``x86_64-1g``, ``arm32-1g``, ``arm64-4g``, ``flat-1g``, ``flat-16g``,
+    """A named profile (``x86_64-1g``, ``arm32-1g``, ``arm64-4g``, ``arm64-512m``, ``arm64-1g``,
+    ``flat-1g``, ``flat-16g``,
     or ``flat:<pages>`` for a single Normal zone of that many pages), with fields overridden."""
     if name.startswith("flat:"):
         try:

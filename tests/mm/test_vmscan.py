@@ -221,10 +221,12 @@ def test_dirty_pages_are_written_back_then_rotated_and_reclaimed() -> None:
     assert got == 0
     tail = pfns[:32]
     assert (m.state.flags[tail] & PG_reclaim).all() and (m.state.flags[tail] & PG_active).all()
-    m.advance(10**9)  # the flusher starts writeback of every dirty page
+    m.advance(10**9)  # the flusher's first period: writeback of every dirty page starts
     assert counters(m)["nr_writeback"] == 2000 and counters(m)["nr_dirty"] == 0
     assert counters(m)["nr_written"] == 2000
-    m.advance(2 * 10**9)  # writeback ends: the 32 reclaim wanted go to the inactive tail
+    m.advance(3 * 10**9)  # within the flusher's 5 s period: nothing happens
+    assert counters(m)["nr_writeback"] == 2000
+    m.advance(6 * 10**9)  # writeback ends: the 32 reclaim wanted go to the inactive tail
     v = counters(m)
     assert v["nr_writeback"] == 0 and v["pgrotated"] == 32
     assert not (m.state.flags[tail] & (PG_reclaim | PG_active | PG_writeback)).any()

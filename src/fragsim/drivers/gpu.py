@@ -136,9 +136,9 @@ _PINNED_ANSWERS = ("eagain", "isolate", "ebusy")
 class GpuDriver(MovableDriver):
     """A vendor GPU driver's buffer objects (see the module docstring).
 
-    ``large_order``: order of the large pool (None: 4 KiB pages only; kbase: 9). ``duty_cycle``:
-    the fraction of live BOs a job uses at each ``tick``. ``pinned``: the compiled answer for a
-    pinned page (``"eagain"``, ``"isolate"``, ``"ebusy"``). ``isolate_busy`` /
+    ``large_order``: order of the large pool (None or 0: 4 KiB pages only; kbase: 9).
+    ``duty_cycle``: the fraction of live BOs a job uses at each ``tick``. ``pinned``: the
+    compiled answer for a pinned page (``"eagain"``, ``"isolate"``, ``"ebusy"``). ``isolate_busy`` /
     ``migrate_eagain`` / ``migrate_ebusy``: probabilities of transient refusals for unpinned
     pages (0 by default)."""
 
@@ -157,6 +157,8 @@ class GpuDriver(MovableDriver):
         migrate_ebusy: float = 0.0,
         cost: MigrationCost | None = None,
     ) -> None:
+        if large_order == 0:  # a scenario file's way to say "no large pool" (TOML has no None)
+            large_order = None
         if large_order is not None and (
             not isinstance(large_order, int) or not 0 < large_order < MAX_ORDER
         ):

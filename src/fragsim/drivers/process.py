@@ -140,13 +140,35 @@ class Processes(MemoryUser):
         if new_ptes:
             pt = self.alloc_pages(new_ptes, GFP_PGTABLE_USER, 0, cpu=cpu)
             ok = pt[pt >= 0]
+            if pid not in self.procs:  # the OOM killer chose this process meanwhile
+                self.free_pages(ok)
+                return nr_pages
             p.pgtables = np.concatenate([p.pgtables, ok])
             m.mod_node_page_state(0, "nr_page_table_pages", len(ok))
         hs = m.alloc_handles(nr_pages)
         self.alloc_pages(nr_pages, GFP_HIGHUSER_MOVABLE, flags=ANON_FLAGS, cpu=cpu, into=hs)
-        p.anon = np.concatenate([p.anon, hs])
         m.count_vm_event("pgfault", nr_pages)
+        if pid not in self.procs:  # killed by the OOM killer during its own fault
+            self._drop(hs)
+            return nr_pages
+        p.anon = np.concatenate([p.anon, hs])
         return int(np.count_nonzero(m.handles[hs] < 0))
+
+    def _drop(self, hs: npt.NDArray[np.int64]) -> None:
+        """Give back anonymous pages: resident ones freed, swap slots freed
+        (free_swap_and_cache), the handles released."""
+        m = self.machine
+        resident = m.handles[hs] >= 0
+        res = hs[resident]
+        rest = hs[~resident]
+        if len(res):
+            m.state.flags[m.handles[res]] &= ~PG_mapped
+            self.free_pages(res)  # (gives their handles back)
+        sw = rest[m.swap_entry[rest] >= 0]
+        if len(sw):
+            m.swap.swap_free(m.swap_entry[sw])
+            m.swap_entry[sw] = -1
+        m.release_handles(rest)
 
     def touch(self, pid: int, start: int = 0, count: int | None = None, cpu: int = 0) -> int:
         """Access pages ``start .. start+count`` of the process's anonymous memory: resident
@@ -165,21 +187,28 @@ class Processes(MemoryUser):
         swapped = out[m.swap_entry[out] >= 0]
         if not len(swapped):
             return 0
+        # the slots are taken off the page table while their pages are read in (a reclaim
+        # or OOM kill during the allocations must not see them twice)
+        slots = m.swap_entry[swapped].copy()
+        m.swap_entry[swapped] = -1
         flags = workingset_refault(m, 0, m.shadow[swapped], False) | ANON_FLAGS
         m.shadow[swapped] = -1
-        failed = 0
         for fl in np.unique(flags):
             sel = swapped[flags == fl]
             self.alloc_pages(sel.size, GFP_HIGHUSER_MOVABLE, flags=int(fl), cpu=cpu, into=sel)
-            ok = sel[m.handles[sel] >= 0]
-            failed += len(sel) - len(ok)
-            if len(ok):
-                m.swap.swap_in(m.swap_entry[ok])
-                m.swap_entry[ok] = -1
-                m.count_vm_event("pswpin", len(ok))
-                m.count_vm_event("pgmajfault", len(ok))
         m.count_vm_event("pgfault", len(swapped))
-        return failed
+        if pid not in self.procs:  # killed meanwhile: exit() gave the pages and handles back
+            m.swap.swap_free(slots)
+            return len(swapped)
+        got = m.handles[swapped] >= 0
+        # a page read in and swapped out again within the batch holds a new slot: it was read
+        read = got | (m.swap_entry[swapped] >= 0)
+        if read.any():
+            m.swap.swap_in(slots[read])
+            m.count_vm_event("pswpin", int(read.sum()))
+            m.count_vm_event("pgmajfault", int(read.sum()))
+        m.swap_entry[swapped[~read]] = slots[~read]  # not read in: still swapped out
+        return int(np.count_nonzero(~read))
 
     def unmap(self, pid: int, nr_pages: int) -> None:
         """munmap() of the last ``nr_pages`` anonymous pages: resident pages are freed, swap
@@ -189,18 +218,7 @@ class Processes(MemoryUser):
         nr_pages = min(nr_pages, len(p.anon))
         if nr_pages <= 0:
             return
-        hs = p.anon[len(p.anon) - nr_pages :]
-        resident = m.handles[hs] >= 0
-        res = hs[resident]
-        rest = hs[~resident]
-        if len(res):
-            m.state.flags[m.handles[res]] &= ~PG_mapped
-            self.free_pages(res)  # (gives their handles back)
-        sw = rest[m.swap_entry[rest] >= 0]
-        if len(sw):
-            m.swap.swap_free(m.swap_entry[sw])
-            m.swap_entry[sw] = -1
-        m.release_handles(rest)
+        self._drop(p.anon[len(p.anon) - nr_pages :])
         p.anon = p.anon[: len(p.anon) - nr_pages]
         keep_ptes = -(-len(p.anon) // PTRS_PER_PTE)
         first_pte = 1  # the PGD comes first

@@ -188,6 +188,8 @@ class Machine:
         self.oom_notifiers: list[Callable[[], int]] = []
         #: swapon(): the swap device anonymous pages are written to (None: no swap)
         self.swap: Any = None
+        #: when the flusher next runs (vmscan.writeback)
+        self.next_writeback_ns = 0
         #: each node's lruvec reclaim state (costs, non-resident age: fragsim/mm/vmscan.py)
         self.lruvecs = [vmscan.Lruvec() for _ in range(self.nr_nodes)]
         self._build()
@@ -936,22 +938,8 @@ class Machine:
 
     # ------------------------------------------------------------------ the slow path
     def gfp_to_alloc_flags(self, gfp: int, order: int) -> int:
-        """gfp_to_alloc_flags() (6.1.192)."""
-        alloc_flags = I.ALLOC_WMARK_MIN | I.ALLOC_CPUSET
-        if gfp & GFP_F_HIGH:
-            alloc_flags |= I.ALLOC_MIN_RESERVE
-        if gfp & GFP_F_KSWAPD_RECLAIM:
-            alloc_flags |= I.ALLOC_KSWAPD
-        if not (gfp & GFP_F_DIRECT_RECLAIM):
-            if not (gfp & GFP_F_NOMEMALLOC):
-                alloc_flags |= I.ALLOC_NON_BLOCK
-                if order > 0 and (alloc_flags & I.ALLOC_MIN_RESERVE):
-                    alloc_flags |= I.ALLOC_HIGHATOMIC
-            if alloc_flags & I.ALLOC_MIN_RESERVE:
-                alloc_flags &= ~I.ALLOC_CPUSET
-        if self.profile.config_cma and self._migratetype(gfp) == MIGRATE_MOVABLE:
-            alloc_flags |= I.ALLOC_CMA
-        return alloc_flags
+        """gfp_to_alloc_flags() (6.1.192; compiled in page_alloc)."""
+        return int(pa.gfp_to_alloc_flags(self.state, gfp, order))
 
     def _migratetype(self, gfp: int) -> int:
         return gfp_migratetype(gfp, not self.page_group_by_mobility_disabled)
@@ -1089,8 +1077,9 @@ class Machine:
         return False
 
     def __alloc_pages_slowpath(self, gfp: int, order: int, nid: int, cpu: int, handle: int) -> int:
-        """__alloc_pages_slowpath() (6.1.192): wake kswapd, try the free lists at the min
-        watermark, initial async compaction for costly or unmovable high-order requests
+        """__alloc_pages_slowpath() (6.1.192) after its first attempt (kswapd woken, the free
+        lists tried at the min watermark: compiled, page_alloc.slowpath_first_attempt): initial
+        async compaction for costly or unmovable high-order requests
         (__GFP_NORETRY costly requests give up if it was skipped or deferred), then the retry
         loop: free lists (with the memalloc reserves when allowed), direct reclaim, direct
         compaction at the current priority, __GFP_NORETRY and costly-order exits,
@@ -1125,11 +1114,8 @@ class Machine:
             )
             return page
 
-        if alloc_flags & I.ALLOC_KSWAPD:
-            self._wake_all_kswapds(order, gfp, nid)
-        page = attempt(alloc_flags)
-        if page != NO_PAGE:
-            return self._got(page, order, mt, gfp)
+        # (the first wake_all_kswapds and free-list attempt at the min watermark ran compiled
+        # in run_events: page_alloc.slowpath_first_attempt)
         if (
             can_direct_reclaim
             and can_compact

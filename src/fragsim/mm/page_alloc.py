@@ -20,13 +20,16 @@ from fragsim.mm.gfp import (
     __GFP_ATOMIC,
     __GFP_COMP,
     __GFP_DIRECT_RECLAIM,
+    __GFP_HIGH,
     __GFP_KSWAPD_RECLAIM,
+    __GFP_NOMEMALLOC,
     GFP_MOVABLE_MASK,
     GFP_MOVABLE_SHIFT,
     GFP_ZONEMASK,
 )
 from fragsim.mm.internal import (
     ALLOC_CMA,
+    ALLOC_CPUSET,
     ALLOC_HIGHATOMIC,
     ALLOC_KSWAPD,
     ALLOC_MIN_RESERVE,
@@ -1360,11 +1363,56 @@ def free_the_page(s: State, pfn: int, order: int, cpu: int) -> None:
 
 
 @njit
+def gfp_to_alloc_flags(s: State, gfp: int, order: int) -> int:
+    """gfp_to_alloc_flags() (6.1.192): the min watermark and cpusets; __GFP_HIGH may dip into
+    the reserves; kswapd is woken unless the caller cannot; a request that cannot reclaim
+    (atomic) may go further below min (ALLOC_NON_BLOCK) and, at high orders with __GFP_HIGH,
+    into the highatomic reserve; CMA for movable requests."""
+    alloc_flags = ALLOC_WMARK_MIN | ALLOC_CPUSET
+    if gfp & __GFP_HIGH:
+        alloc_flags |= ALLOC_MIN_RESERVE
+    if gfp & __GFP_KSWAPD_RECLAIM:
+        alloc_flags |= ALLOC_KSWAPD
+    if not (gfp & __GFP_DIRECT_RECLAIM):
+        if not (gfp & __GFP_NOMEMALLOC):
+            alloc_flags |= ALLOC_NON_BLOCK
+            if order > 0 and (alloc_flags & ALLOC_MIN_RESERVE):
+                alloc_flags |= ALLOC_HIGHATOMIC
+        if alloc_flags & ALLOC_MIN_RESERVE:
+            alloc_flags &= ~ALLOC_CPUSET
+    if s.prm[P_CONFIG_CMA] and gfp_migratetype(s, gfp) == MIGRATE_MOVABLE:
+        alloc_flags |= ALLOC_CMA
+    return alloc_flags
+
+
+@njit
+def slowpath_first_attempt(
+    s: State, gfp: int, order: int, nid: int, hz: int, mt: int, cpu: int
+) -> int:
+    """The start of __alloc_pages_slowpath() (6.1.192), compiled because most slow-path
+    entries end here: __GFP_ATOMIC is dropped when the caller may reclaim, kswapd is woken on
+    every zone of the zonelist (wake_all_kswapds) and the free lists are tried at the min
+    watermark. Returns the page or NO_PAGE (then Machine.__alloc_pages_slowpath goes on from
+    there)."""
+    if (gfp & __GFP_ATOMIC) and (gfp & __GFP_DIRECT_RECLAIM):
+        gfp &= ~__GFP_ATOMIC
+    alloc_flags = gfp_to_alloc_flags(s, gfp, order)
+    if alloc_flags & ALLOC_KSWAPD:
+        for k in range(s.zonelist.shape[2]):
+            z = s.zonelist[nid, hz, k]
+            if z < 0:
+                break
+            wakeup_kswapd(s, int(z), gfp, order, hz)
+    return get_page_from_freelist(s, gfp, order, alloc_flags, nid, hz, mt, cpu)
+
+
+@njit
 def run_events(st: State, ev: Any, start: int, handles: Any, out: Any) -> tuple[int, int]:
     """Process the event rows ev[start:] (fragsim/mm/internal.py EV_*/OP_*) in order.
 
-    Allocations run __alloc_pages()'s fast path; an allocation the fast path cannot satisfy
-    stops the batch with RUN_SLOWPATH so that the caller runs the slow path. ``handles`` maps a
+    Allocations run __alloc_pages()'s fast path and the slow path's first attempt
+    (slowpath_first_attempt); an allocation those cannot satisfy stops the batch with
+    RUN_SLOWPATH so that the caller runs the rest of the slow path. ``handles`` maps a
     handle to the pfn of its block (-1: none); ``out[i]`` gets each event's resulting pfn.
     Returns (status, index of the event where processing stopped)."""
     s = borrow_state(st)
@@ -1418,6 +1466,8 @@ def run_events(st: State, ev: Any, start: int, handles: Any, out: Any) -> tuple[
                         s.zs[z, ZF_PGALLOC] += 1
                 if page == NO_PAGE:
                     page = get_page_from_freelist(s, gfp, order, alloc_flags, nid, hz, mt, cpu)
+            if page == NO_PAGE and op == OP_ALLOC and z >= 0:
+                page = slowpath_first_attempt(s, gfp, order, nid, hz, mt, cpu)
             if page == NO_PAGE:
                 if op == OP_ALLOC:
                     return RUN_SLOWPATH, i

@@ -76,6 +76,7 @@ DEF_PRIORITY = 12
 SWAP_CLUSTER_MAX = 32
 DEFAULT_SEEKS = 2
 SHRINK_BATCH = 128
+DIRTY_WRITEBACK_NS = 5 * 10**9  # vm.dirty_writeback_centisecs = 500
 DEACTIVATE_ANON = 1
 DEACTIVATE_FILE = 2
 
@@ -712,10 +713,14 @@ def writeback(m: Machine) -> None:
     """The flusher threads (wb_workfn, fs/fs-writeback.c) as one step: pages whose writeback
     was under way complete (folio_end_writeback: a page reclaim asked for rotates to its
     inactive list's tail, pgrotated), then every dirty file page starts writeback
-    (nr_written). ``Machine.advance`` runs it.
-    SIMPLIFICATION: no dirty_expire / dirty_writeback intervals and no throttling of dirtiers:
-    each advance of the clock is one flusher period; a write takes one period."""
+    (nr_written). ``Machine.advance`` runs it once every dirty_writeback_centisecs (5 s).
+    SIMPLIFICATION: no dirty_expire interval and no throttling of dirtiers: each flusher
+    period writes every dirty page, and a write takes one period."""
     st = m.state
+    now = m.now
+    if now < m.next_writeback_ns:
+        return
+    m.next_writeback_ns = now + DIRTY_WRITEBACK_NS
     fl = st.flags
     done = np.flatnonzero(fl & PG_writeback)
     if len(done):

@@ -175,9 +175,7 @@ class Simulation:
             raise ConfigError(f"after: negative delay {delay_ns} ns")
         self.at(self.now + int(delay_ns), fn)
 
-    def every(
-        self, period_ns: int, fn: Callable[[], None], *, start_ns: int | None = None
-    ) -> None:
+    def every(self, period_ns: int, fn: Callable[[], None], *, start_ns: int | None = None) -> None:
         """Run ``fn`` every ``period_ns``, first at ``start_ns`` (default: one period from now)."""
         if period_ns <= 0:
             raise ConfigError(f"every: period {period_ns} ns must be > 0")

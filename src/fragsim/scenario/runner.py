@@ -1,0 +1,258 @@
+"""Running a scenario: build the machine, its memory users and workloads from the expanded
+configuration (``Scenario.to_dict()``), run the simulated clock with sampling and snapshots,
+and summarize. The CLI (``fragsim run``) and sweeps call ``run_config``.
+
+The configuration is a plain dict (sections ``scenario``, ``machine``, ``sysctl``,
+``drivers``, ``workloads``, every value expanded: durations in ns, sizes in bytes), so a run is
+reproducible from what the results database stores.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fragsim.drivers.base import MovableDriver
+from fragsim.drivers.loader import load_driver
+from fragsim.errors import ConfigError
+from fragsim.mm import internal as I
+from fragsim.mm import page_alloc as pa
+from fragsim.mm import vmstat
+from fragsim.mm.machine import GFP_CLASSES, Machine
+from fragsim.mm.mmzone import MAX_ORDER, MIGRATETYPE_NAMES
+from fragsim.scenario.engine import Progress, Simulation, workload_class
+
+__all__ = ["RunResult", "build_simulation", "run_config", "sample_metrics", "snapshot_files"]
+
+#: driver-table keys that are not arguments of the driver class
+DRIVER_KEYS = ("type", "swap")
+
+
+def build_simulation(config: dict[str, Any], seed: int) -> Simulation:
+    """The machine (profile, kernel profile, overrides, sysctls), the memory users in
+    definition order (a ``swap = true`` one is swapon()ed) and the workloads."""
+    mc = dict(config.get("machine", {}))
+    profile = mc.pop("profile", "x86_64-1g")
+    kernel = mc.pop("kernel", "6.1")
+    m = Machine(profile, seed=seed, kernel=kernel, **mc)
+    for name, value in config.get("sysctl", {}).items():
+        m.sysctl(name, value)
+    sc = config.get("scenario", {})
+    sim = Simulation(m, seed=seed, batch=int(sc.get("batch", 256)))
+    for name, d in config.get("drivers", {}).items():
+        cls = load_driver(str(d["type"]))
+        kwargs = {k: v for k, v in d.items() if k not in DRIVER_KEYS}
+        try:
+            drv = cls(m, **kwargs)
+        except TypeError as e:
+            raise ConfigError(f"drivers.{name}: {e}") from None
+        sim.add_driver(name, drv)
+        if d.get("swap"):
+            m.swapon(drv)
+    for i, w in enumerate(config.get("workloads", [])):
+        wcls = workload_class(str(w["type"]))
+        kwargs = {k: v for k, v in w.items() if k != "type"}
+        try:
+            sim.add_workload(wcls(sim, **kwargs))
+        except TypeError as e:
+            raise ConfigError(f"workloads[{i}]: {e}") from None
+    return sim
+
+
+def sample_metrics(sim: Simulation) -> dict[str, int]:
+    """One sample: every /proc/vmstat item, free pages per zone, order and migratetype
+    (``free.<zone>.o<order>.<type>``), pageblocks per zone and migratetype
+    (``pageblocks.<zone>.<type>``), allocation requests and failures per GFP class and order
+    (``alloc.<class>.o<order>`` / ``fail.<class>.o<order>``)."""
+    m = sim.machine
+    out: dict[str, int] = dict(vmstat.vmstat_counters(m))
+    st = m.state
+    nmt = len(MIGRATETYPE_NAMES)
+    for z in range(st.zs.shape[0]):
+        if not st.zs[z, I.ZF_MANAGED]:
+            continue
+        zn = m.zone_name(z)
+        for mt, mtn in enumerate(MIGRATETYPE_NAMES):
+            if mtn == "CMA" and not m.profile.config_cma:
+                continue
+            for o in range(MAX_ORDER):
+                head = int(st.zs[z, I.ZF_FREE_SENT]) + o * nmt + mt
+                out[f"free.{zn}.o{o}.{mtn}"] = int(pa.count_free_list(st, head, 1 << 62))
+        bc = vmstat.pageblock_counts(m, z)
+        for mt, mtn in enumerate(MIGRATETYPE_NAMES):
+            if mtn == "CMA" and not m.profile.config_cma:
+                continue
+            out[f"pageblocks.{zn}.{mtn}"] = int(bc[mt])
+    for c, cn in enumerate(GFP_CLASSES):
+        for o in range(MAX_ORDER):
+            out[f"alloc.{cn}.o{o}"] = int(m.alloc_attempts[c, o])
+            out[f"fail.{cn}.o{o}"] = int(m.alloc_failures[c, o])
+    out["events"] = int(m.nr_events)
+    return out
+
+
+def snapshot_files(m: Machine) -> dict[str, str]:
+    """The /proc files of a snapshot, in the kernel's formats."""
+    return {
+        "buddyinfo": vmstat.buddyinfo(m),
+        "pagetypeinfo": vmstat.pagetypeinfo(m),
+        "zoneinfo": vmstat.zoneinfo(m),
+        "vmstat": vmstat.vmstat(m),
+        "unusable_index": vmstat.unusable_index(m),
+        "extfrag_index": vmstat.extfrag_index(m),
+    }
+
+
+@dataclass
+class RunResult:
+    """What a run produced (the results database stores it)."""
+
+    config: dict[str, Any]
+    seed: int
+    sim_ns: int
+    wall_s: float
+    events: int
+    samples: dict[str, np.ndarray]
+    snapshots: list[tuple[int, str, dict[str, str]]]
+    summary: dict[str, Any]
+    interrupted: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def run_config(
+    config: dict[str, Any],
+    seed: int,
+    *,
+    until_ns: int | None = None,
+    progress: Callable[[Progress], None] | None = None,
+) -> RunResult:
+    """Run an expanded scenario with ``seed`` up to ``until_ns`` (default: its duration).
+    A KeyboardInterrupt stops the run; the result then says where (``interrupted``) and the
+    caller records nothing."""
+    sc = config.get("scenario", {})
+    until = int(until_ns if until_ns is not None else sc.get("duration", 0))
+    if until <= 0:
+        raise ConfigError("scenario.duration: the run needs a duration > 0")
+    sim = build_simulation(config, seed)
+    rows: list[dict[str, int]] = []
+    snaps: list[tuple[int, str, dict[str, str]]] = []
+
+    def on_sample(s: Simulation) -> None:
+        row = sample_metrics(s)
+        row["t_ns"] = s.now
+        rows.append(row)
+
+    def on_snapshot(s: Simulation, t: int) -> None:
+        snaps.append((t, _label(t, until), snapshot_files(s.machine)))
+
+    times = []
+    for t in sc.get("snapshots", []):
+        times.append(until if t == "end" else int(t))
+    t0 = time.perf_counter()
+    interrupted = None
+    try:
+        done = sim.run(
+            until,
+            sample_every=int(sc.get("sample_every", until)),
+            on_sample=on_sample,
+            snapshot_at=times,
+            on_snapshot=on_snapshot,
+            progress=progress,
+        )
+    except KeyboardInterrupt:
+        interrupted = "KeyboardInterrupt"
+        done = Progress(sim.now, until, sim.machine.nr_events, time.perf_counter() - t0)
+    if interrupted is None and (not rows or rows[-1]["t_ns"] != sim.now):
+        on_sample(sim)  # the end state
+    samples = _columns(rows)
+    return RunResult(
+        config=config,
+        seed=seed,
+        sim_ns=done.now_ns,
+        wall_s=done.wall_s,
+        events=done.events,
+        samples=samples,
+        snapshots=snaps,
+        summary=summarize(sim, done),
+        interrupted=interrupted,
+    )
+
+
+def _label(t: int, until: int) -> str:
+    return "end" if t == until else f"t{t}"
+
+
+def _columns(rows: list[dict[str, int]]) -> dict[str, np.ndarray]:
+    if not rows:
+        return {"t_ns": np.zeros(0, np.int64)}
+    names = ["t_ns"] + sorted({k for r in rows for k in r} - {"t_ns"})
+    return {k: np.array([r.get(k, 0) for r in rows], np.int64) for k in names}
+
+
+def summarize(sim: Simulation, done: Progress) -> dict[str, Any]:
+    """The run's summary: allocation requests and failures by order and GFP class,
+    compaction stalls / successes / failures, pages migrated per driver, fragmentation and
+    unusable index per order, free memory by order, the workloads' own counts, speed."""
+    m = sim.machine
+    v = vmstat.vmstat_counters(m)
+    st = m.state
+    zones = [z for z in range(st.zs.shape[0]) if st.zs[z, I.ZF_MANAGED]]
+    nr_free = st.nr_free[zones].sum(axis=0)
+    unusable = [vmstat.unusable_free_index(nr_free, o) for o in range(MAX_ORDER)]
+    frag = [vmstat.fragmentation_index(nr_free, o) for o in range(MAX_ORDER)]
+    drivers: dict[str, Any] = {}
+    for name, d in sim.drivers.items():
+        info: dict[str, Any] = {"type": d.name}
+        if isinstance(d, MovableDriver):
+            info["movable"] = d.movable
+            info.update(d.migration_counters())
+        drivers[name] = info
+    return {
+        "alloc": {
+            cn: {
+                "attempts": [int(x) for x in m.alloc_attempts[c]],
+                "failures": [int(x) for x in m.alloc_failures[c]],
+            }
+            for c, cn in enumerate(GFP_CLASSES)
+        },
+        "compaction": {
+            k: v[k]
+            for k in (
+                "compact_stall",
+                "compact_success",
+                "compact_fail",
+                "compact_migrate_scanned",
+                "compact_free_scanned",
+                "compact_daemon_wake",
+                "pgmigrate_success",
+                "pgmigrate_fail",
+            )
+        },
+        "reclaim": {
+            k: v[k]
+            for k in (
+                "pgscan_kswapd",
+                "pgscan_direct",
+                "pgsteal_kswapd",
+                "pgsteal_direct",
+                "pswpin",
+                "pswpout",
+                "workingset_refault_anon",
+                "workingset_refault_file",
+                "oom_kill",
+            )
+        },
+        "drivers": drivers,
+        "free_blocks": [int(x) for x in nr_free],
+        "unusable_index": unusable,
+        "fragmentation_index": frag,
+        "workloads": {w.name: w.summary() for w in sim.workloads},
+        "sim_ns": done.now_ns,
+        "events": done.events,
+        "wall_s": round(done.wall_s, 3),
+        "events_per_s": round(done.events_per_s),
+    }
