@@ -1050,17 +1050,12 @@ def _driver_specs(raw: Any, ctx: _Ctx, base: Path | None) -> tuple[DriverSpec, .
 
 
 def workload_registry() -> dict[str, Callable[..., Any]]:
-    """The registered workloads: ``fragsim.scenario.engine.WORKLOADS`` (after the engine
-    imports its built-ins), or the stand-in registry while there is no engine."""
-    if importlib.util.find_spec("fragsim.scenario.engine") is not None:
-        engine = importlib.import_module("fragsim.scenario.engine")
-        load = getattr(engine, "import_builtin_workloads", None)
-        if callable(load):
-            load()
-        return typing.cast(dict[str, Callable[..., Any]], engine.WORKLOADS)
-    from fragsim.scenario.workloads_registry import WORKLOADS
+    """The registered workloads (``fragsim.scenario.engine.WORKLOADS``, after the built-in
+    ones in fragsim/workloads are imported)."""
+    from fragsim.scenario import engine
 
-    return WORKLOADS
+    engine.import_builtin_workloads()
+    return typing.cast(dict[str, Callable[..., Any]], engine.WORKLOADS)
 
 
 def _workload_specs(raw: Any, ctx: _Ctx) -> tuple[WorkloadSpec, ...]:

@@ -1,10 +1,6 @@
-"""Running a scenario: build the machine, its memory users and workloads from the expanded
-configuration (``Scenario.to_dict()``), run the simulated clock with sampling and snapshots,
-and summarize. The CLI (``fragsim run``) and sweeps call ``run_config``.
-
-The configuration is a plain dict (sections ``scenario``, ``machine``, ``sysctl``,
-``drivers``, ``workloads``, every value expanded: durations in ns, sizes in bytes), so a run is
-reproducible from what the results database stores.
+"""Running a scenario: build the machine, its memory users and workloads from a loaded
+``Scenario`` (fragsim/scenario/config.py), run the simulated clock with sampling and
+snapshots, and summarize. The CLI (``fragsim run``) and sweeps call ``run_scenario``.
 """
 
 from __future__ import annotations
@@ -17,49 +13,40 @@ from typing import Any
 import numpy as np
 
 from fragsim.drivers.base import MovableDriver
-from fragsim.drivers.loader import load_driver
-from fragsim.errors import ConfigError
 from fragsim.mm import internal as I
 from fragsim.mm import page_alloc as pa
 from fragsim.mm import vmstat
 from fragsim.mm.machine import GFP_CLASSES, Machine
 from fragsim.mm.mmzone import MAX_ORDER, MIGRATETYPE_NAMES
-from fragsim.scenario.engine import Progress, Simulation, workload_class
+from fragsim.scenario.config import Scenario
+from fragsim.scenario.engine import Progress, Simulation
 
-__all__ = ["RunResult", "build_simulation", "run_config", "sample_metrics", "snapshot_files"]
+__all__ = [
+    "RunResult",
+    "build_simulation",
+    "run_scenario",
+    "sample_metrics",
+    "snapshot_files",
+    "summarize",
+]
 
-#: driver-table keys that are not arguments of the driver class
-DRIVER_KEYS = ("type", "swap")
 
-
-def build_simulation(config: dict[str, Any], seed: int) -> Simulation:
-    """The machine (profile, kernel profile, overrides, sysctls), the memory users in
-    definition order (a ``swap = true`` one is swapon()ed) and the workloads."""
-    mc = dict(config.get("machine", {}))
-    profile = mc.pop("profile", "x86_64-1g")
-    kernel = mc.pop("kernel", "6.1")
-    m = Machine(profile, seed=seed, kernel=kernel, **mc)
-    for name, value in config.get("sysctl", {}).items():
+def build_simulation(sc: Scenario) -> Simulation:
+    """The machine (profile, kernel profile, overrides; then the sysctls), the memory users in
+    definition order (a ``swap = true`` one is swapon()ed) and the workloads, seeded with the
+    scenario's seed."""
+    seed = sc.scenario.seed
+    m = Machine(sc.machine.machine_profile(), seed=seed)
+    for name, value in sc.sysctl.items():
         m.sysctl(name, value)
-    sc = config.get("scenario", {})
-    sim = Simulation(m, seed=seed, batch=int(sc.get("batch", 256)))
-    for name, d in config.get("drivers", {}).items():
-        cls = load_driver(str(d["type"]))
-        kwargs = {k: v for k, v in d.items() if k not in DRIVER_KEYS}
-        try:
-            drv = cls(m, **kwargs)
-        except TypeError as e:
-            raise ConfigError(f"drivers.{name}: {e}") from None
-        sim.add_driver(name, drv)
-        if d.get("swap"):
+    sim = Simulation(m, seed=seed, batch=sc.scenario.batch)
+    for d in sc.drivers:
+        drv = d.create(m)
+        sim.add_driver(d.name, drv)
+        if d.swap:
             m.swapon(drv)
-    for i, w in enumerate(config.get("workloads", [])):
-        wcls = workload_class(str(w["type"]))
-        kwargs = {k: v for k, v in w.items() if k != "type"}
-        try:
-            sim.add_workload(wcls(sim, **kwargs))
-        except TypeError as e:
-            raise ConfigError(f"workloads[{i}]: {e}") from None
+    for w in sc.workloads:
+        sim.add_workload(w.create(sim))
     return sim
 
 
@@ -111,8 +98,7 @@ def snapshot_files(m: Machine) -> dict[str, str]:
 class RunResult:
     """What a run produced (the results database stores it)."""
 
-    config: dict[str, Any]
-    seed: int
+    scenario: Scenario
     sim_ns: int
     wall_s: float
     events: int
@@ -123,21 +109,16 @@ class RunResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def run_config(
-    config: dict[str, Any],
-    seed: int,
+def run_scenario(
+    sc: Scenario,
     *,
-    until_ns: int | None = None,
     progress: Callable[[Progress], None] | None = None,
 ) -> RunResult:
-    """Run an expanded scenario with ``seed`` up to ``until_ns`` (default: its duration).
-    A KeyboardInterrupt stops the run; the result then says where (``interrupted``) and the
+    """Run a loaded scenario (its duration, sampling and snapshots, its seed). A
+    KeyboardInterrupt stops the run; the result then says where (``interrupted``) and the
     caller records nothing."""
-    sc = config.get("scenario", {})
-    until = int(until_ns if until_ns is not None else sc.get("duration", 0))
-    if until <= 0:
-        raise ConfigError("scenario.duration: the run needs a duration > 0")
-    sim = build_simulation(config, seed)
+    until = sc.scenario.duration_ns
+    sim = build_simulation(sc)
     rows: list[dict[str, int]] = []
     snaps: list[tuple[int, str, dict[str, str]]] = []
 
@@ -149,17 +130,14 @@ def run_config(
     def on_snapshot(s: Simulation, t: int) -> None:
         snaps.append((t, _label(t, until), snapshot_files(s.machine)))
 
-    times = []
-    for t in sc.get("snapshots", []):
-        times.append(until if t == "end" else int(t))
     t0 = time.perf_counter()
     interrupted = None
     try:
         done = sim.run(
             until,
-            sample_every=int(sc.get("sample_every", until)),
+            sample_every=sc.scenario.sample_every_ns,
             on_sample=on_sample,
-            snapshot_at=times,
+            snapshot_at=sc.scenario.snapshots_ns,
             on_snapshot=on_snapshot,
             progress=progress,
         )
@@ -168,14 +146,12 @@ def run_config(
         done = Progress(sim.now, until, sim.machine.nr_events, time.perf_counter() - t0)
     if interrupted is None and (not rows or rows[-1]["t_ns"] != sim.now):
         on_sample(sim)  # the end state
-    samples = _columns(rows)
     return RunResult(
-        config=config,
-        seed=seed,
+        scenario=sc,
         sim_ns=done.now_ns,
         wall_s=done.wall_s,
         events=done.events,
-        samples=samples,
+        samples=_columns(rows),
         snapshots=snaps,
         summary=summarize(sim, done),
         interrupted=interrupted,
