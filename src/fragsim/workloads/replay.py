@@ -67,14 +67,15 @@ def save_trace(
     ev: npt.ArrayLike,
     handles_size: int | None = None,
 ) -> None:
-    """Write a timed trace (``.npz``: ``t_ns``, ``ev`` and, if given, ``handles_size``)."""
+    """Write a timed trace (a compressed ``.npz``: ``t_ns``, ``ev`` and, if given,
+    ``handles_size``)."""
     arrays: dict[str, Any] = {
         "t_ns": np.asarray(t_ns, np.int64),
         "ev": np.asarray(ev, np.int64),
     }
     if handles_size is not None:
         arrays["handles_size"] = np.int64(handles_size)
-    np.savez(path, **arrays)
+    np.savez_compressed(path, **arrays)
 
 
 def load_trace(
