@@ -48,7 +48,8 @@ def run(m: Machine, cls: type[Workload], until: int, seed: int = 1, **opts: Any)
 
 
 def free_blocks(m: Machine) -> np.ndarray:
-    return np.asarray(m.state.nr_free).sum(axis=0)
+    out: np.ndarray = np.asarray(m.state.nr_free).sum(axis=0)
+    return out
 
 
 def machine_state(m: Machine) -> tuple[Any, ...]:
@@ -79,7 +80,11 @@ def test_fragmenter_every_other_fragments_with_free_memory_high() -> None:
     f = Fragmenter(sim, pattern="every-other", fill=0.9, unmovable_fraction=0.2)
     sim.add_workload(f)
     seen: dict[str, np.ndarray] = {}
-    sim.at(1 * MS, lambda: seen.setdefault("after", free_blocks(m)))
+
+    def look() -> None:
+        seen["after"] = free_blocks(m)
+
+    sim.at(1 * MS, look)
     sim.run(2 * S)
     check_invariants(m)
     after = seen["after"]
@@ -325,9 +330,10 @@ def test_replay_batching_rule(tmp_path: Path) -> None:
 
     def spy(lo: int, hi: int) -> np.ndarray:
         times.append((sim.now, lo, hi))
-        return play(lo, hi)
+        out: np.ndarray = play(lo, hi)
+        return out
 
-    r.play = spy  # type: ignore[method-assign]
+    r.play = spy  # type: ignore[method-assign,unused-ignore]
     sim.run(2 * S)
     ms = MS
     assert times == [

@@ -85,7 +85,9 @@ class Fragmenter(Workload):
         super().__init__(sim)
         w = "workload fragmenter"
         if pattern not in PATTERNS:
-            raise ConfigError(f"{w}: pattern: expected one of {', '.join(PATTERNS)}, got {pattern!r}")
+            raise ConfigError(
+                f"{w}: pattern: expected one of {', '.join(PATTERNS)}, got {pattern!r}"
+            )
         if not 0 < fill <= 1:
             raise ConfigError(f"{w}: fill: expected a number in (0, 1], got {fill!r}")
         if not 0 <= unmovable_fraction <= 1:
@@ -98,7 +100,9 @@ class Fragmenter(Workload):
                 f"sparse-unmovable, got {unmovable_fraction!r}"
             )
         if not 0 <= free_fraction <= 1:
-            raise ConfigError(f"{w}: free_fraction: expected a number in [0, 1], got {free_fraction!r}")
+            raise ConfigError(
+                f"{w}: free_fraction: expected a number in [0, 1], got {free_fraction!r}"
+            )
         if not 0 <= order <= 10:
             raise ConfigError(f"{w}: order: expected an integer in [0, 10], got {order!r}")
         for key, v in (("start_ns", start_ns), ("hold_ns", hold_ns), ("period_ns", period_ns)):

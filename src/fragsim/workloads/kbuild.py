@@ -29,9 +29,10 @@ again (no link step); no make or shell processes between the compile jobs.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from fragsim.drivers.base import MemoryUser
 from fragsim.errors import ConfigError
@@ -59,10 +60,14 @@ JOB_CACHES = (
 )
 
 
-def _first_or_new(sim: Simulation, cls: type[MemoryUser]) -> tuple[Any, bool]:
+U = TypeVar("U", bound=MemoryUser)
+
+
+def _first_or_new(sim: Simulation, cls: type[U]) -> tuple[U, bool]:
+    """The scenario's first memory user of ``cls``, or a new one (True: made here)."""
     found = sim.drivers_of(cls)
     if found:
-        return found[0], False
+        return cast(U, found[0]), False
     return cls(sim.machine), True
 
 
@@ -116,7 +121,9 @@ class KernelBuild(Workload):
                 f"set's pages), got {headers_per_job!r}"
             )
         if files_per_job < 0:
-            raise ConfigError(f"{w}: files_per_job: expected an integer >= 0, got {files_per_job!r}")
+            raise ConfigError(
+                f"{w}: files_per_job: expected an integer >= 0, got {files_per_job!r}"
+            )
         if start_ns < 0:
             raise ConfigError(f"{w}: start_ns: expected a duration >= 0, got {start_ns!r}")
         from fragsim.drivers.pagecache import PageCache
@@ -137,7 +144,9 @@ class KernelBuild(Workload):
         self.pagecache, own_c = _first_or_new(sim, PageCache)
         self.slab, own_s = _first_or_new(sim, Slab)
         #: which memory users the workload made for itself
-        self.own_drivers = [n for n, own in (("process", own_p), ("pagecache", own_c), ("slab", own_s)) if own]
+        self.own_drivers = [
+            n for n, own in (("process", own_p), ("pagecache", own_c), ("slab", own_s)) if own
+        ]
         self._rng: np.random.Generator | None = None
         self.headers = -1
         self.running = 0
@@ -192,7 +201,7 @@ class KernelBuild(Workload):
         failed = self.procs.fault(pid, anon)
         c["anon_pages_faulted"] += anon - failed
         c["fault_failures"] += failed
-        objs: list[tuple[str, np.ndarray]] = []
+        objs: list[tuple[str, npt.NDArray[np.int64]]] = []
         for cache, n in JOB_CACHES:
             objs.append((cache, self._slab_alloc(cache, n)))
         objs.append(("filp", self._slab_alloc("filp", self.files_per_job)))
@@ -218,8 +227,8 @@ class KernelBuild(Workload):
     def _end_job(
         self,
         pid: int,
-        objs: list[tuple[str, np.ndarray]],
-        kmallocs: list[np.ndarray],
+        objs: list[tuple[str, npt.NDArray[np.int64]]],
+        kmallocs: list[npt.NDArray[np.int64]],
         obj_pages: int,
     ) -> None:
         c = self.counts
@@ -241,14 +250,14 @@ class KernelBuild(Workload):
         self._start_job()
 
     # ------------------------------------------------------------------ slab
-    def _slab_alloc(self, cache: str, n: int) -> np.ndarray:
+    def _slab_alloc(self, cache: str, n: int) -> npt.NDArray[np.int64]:
         ids = self.slab.kmem_cache_alloc(cache, n)
         ok = ids[ids >= 0]
         self.counts["slab_objects_allocated"] += int(ok.size)
         self.counts["slab_alloc_failures"] += int(ids.size - ok.size)
         return ok
 
-    def _kmalloc(self, size: int, n: int) -> np.ndarray:
+    def _kmalloc(self, size: int, n: int) -> npt.NDArray[np.int64]:
         ids = self.slab.kmalloc(size, n)
         ok = ids[ids >= 0]
         self.counts["slab_objects_allocated"] += int(ok.size)

@@ -109,7 +109,9 @@ def load_trace(
         if t.dtype.kind not in "iu" or t.ndim != 1:
             raise ConfigError(f"{p}: t_ns: expected a 1-D integer array, got {t.dtype} {t.shape}")
         if ev.ndim != 2 or ev.shape[1] != NR_EV or ev.dtype.kind not in "iu":
-            raise ConfigError(f"{p}: ev: expected an (N, 7) integer array, got {ev.dtype} {ev.shape}")
+            raise ConfigError(
+                f"{p}: ev: expected an (N, 7) integer array, got {ev.dtype} {ev.shape}"
+            )
         if t.shape[0] != ev.shape[0]:
             raise ConfigError(f"{p}: t_ns has {t.shape[0]} rows, ev {ev.shape[0]}")
         t = t.astype(np.int64)
