@@ -192,6 +192,57 @@ def cmd_memmap(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run a scenario (or one run per --compare value), record each run in the results
+    database and print the summary, runs side by side."""
+    import datetime as dt
+    import uuid
+
+    from fragsim.results import ResultsDB, RunRecord, Snapshot, interrupted_message
+    from fragsim.scenario.config import expand_compare, scenario_from_args
+    from fragsim.scenario.runner import run_scenario
+    from fragsim.scenario.summary import ProgressBar, format_summary
+
+    variants = expand_compare(args.compare) if args.compare else [[]]
+    scenarios = [scenario_from_args(args, extra) for extra in variants]
+    labels = [",".join(v) or scenarios[0].scenario.name for v in variants]
+    group = uuid.uuid4().hex[:12] if len(variants) > 1 else None
+    db = None if args.no_record else ResultsDB(args.db)
+    summaries = []
+    for sc, label, extra in zip(scenarios, labels, variants, strict=True):
+        bar = ProgressBar(f"{sc.scenario.name} {label}".strip(), force=args.progress)
+        started = dt.datetime.now(dt.UTC)
+        res = run_scenario(sc, progress=bar)
+        bar.close()
+        if res.interrupted:
+            print(interrupted_message(res.sim_ns, res.interrupted), file=sys.stderr)
+            return 130
+        summaries.append(res.summary)
+        if db is not None:
+            run_id = db.record(
+                RunRecord(
+                    scenario=sc.scenario.name,
+                    config=sc.to_dict(),
+                    config_hash=sc.config_hash(),
+                    seed=sc.scenario.seed,
+                    started=started,
+                    finished=dt.datetime.now(dt.UTC),
+                    sim_ns=res.sim_ns,
+                    wall_s=res.wall_s,
+                    events=res.events,
+                    summary=res.summary,
+                    samples=res.samples,
+                    snapshots=[Snapshot(t, lab, files) for t, lab, files in res.snapshots],
+                    compare_group=group,
+                    compare_label=",".join(extra) or None,
+                ),
+                lock_timeout=60,
+            )
+            print(f"recorded run {run_id} ({label}) in {db.path}", file=sys.stderr)
+    print(format_summary(summaries, labels), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="fragsim", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -238,6 +289,20 @@ def main(argv: list[str] | None = None) -> int:
         help="one cell per page, or one stacked bar per pageblock (auto: by size)",
     )
     mp.set_defaults(func=cmd_memmap, parser=mp)
+    from fragsim.results import add_export_parser, add_runs_parser
+    from fragsim.scenario.config import add_list_parser, add_scenario_options, add_show_parser
+
+    rn = sub.add_parser("run", help="run a scenario (built-in name or TOML file) on the clock")
+    rn.add_argument("scenario", metavar="SCENARIO")
+    add_scenario_options(rn, compare=True)
+    rn.add_argument("--db", metavar="PATH", help="the results database (default: $FRAGSIM_DB)")
+    rn.add_argument("--no-record", action="store_true", help="do not record the run")
+    rn.add_argument("--progress", action="store_true", help="show progress even off a terminal")
+    rn.set_defaults(func=cmd_run)
+    add_list_parser(sub)
+    add_show_parser(sub)
+    add_runs_parser(sub)
+    add_export_parser(sub)
     args = p.parse_args(argv)
     try:
         return int(args.func(args))

@@ -722,16 +722,21 @@ def writeback(m: Machine) -> None:
         return
     m.next_writeback_ns = now + DIRTY_WRITEBACK_NS
     fl = st.flags
-    done = np.flatnonzero(fl & PG_writeback)
+    busy = np.flatnonzero(fl & (PG_writeback | PG_dirty))  # one pass over mem_map
+    if not len(busy):
+        return
+    f = fl[busy]
+    done = busy[(f & PG_writeback) != 0]
     if len(done):
         fl[done] &= ~PG_writeback
         rotated = pa.lru_rotate_reclaimable(st, done, len(done))
         if rotated:
             m.count_vm_event("pgrotated", rotated)
-    dirty = np.flatnonzero((fl & PG_dirty) & ~((fl & PG_anon) | (fl & PG_swapbacked)))
+    dirty = busy[((f & PG_dirty) != 0) & ((f & (PG_anon | PG_swapbacked)) == 0)]
     if len(dirty):
         fl[dirty] = (fl[dirty] & ~PG_dirty) | PG_writeback
+        nids = m.pfn_to_nid(dirty)
         for nid in range(m.nr_nodes):
-            n = int(np.count_nonzero(st.zoneid[dirty] // m.nr_zone_types == nid))
+            n = int(np.count_nonzero(nids == nid))
             if n:
                 m.mod_node_page_state(nid, "nr_written", n)

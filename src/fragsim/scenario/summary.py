@@ -1,0 +1,138 @@
+"""The text a run ends with: its summary tables, one column per run (``--compare`` puts the
+runs side by side, with the difference of the last against the first), and the progress line
+shown while it runs."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, TextIO
+
+from fragsim.mm.machine import GFP_CLASSES
+from fragsim.scenario.engine import Progress
+from fragsim.scenario.units import format_duration
+
+__all__ = ["ProgressBar", "format_summary"]
+
+ORDERS = range(11)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    return str(v)
+
+
+def _table(title: str, rows: list[tuple[str, list[Any]]], labels: list[str]) -> list[str]:
+    """Rows of numbers, one column per run, and a difference column (last - first) when
+    there are two or more runs."""
+    diff = len(labels) > 1
+    head = ["", *labels] + (["diff"] if diff else [])
+    body = []
+    for name, vals in rows:
+        cells = [name, *(_fmt(v) for v in vals)]
+        if diff:
+            a, b = vals[0], vals[-1]
+            d = b - a if isinstance(a, (int, float)) and isinstance(b, (int, float)) else ""
+            cells.append(f"{d:+.3f}" if isinstance(d, float) else (f"{d:+d}" if d != "" else ""))
+        body.append(cells)
+    widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
+    out = [f"{title}", "  " + "  ".join(h.rjust(w) for h, w in zip(head, widths, strict=True))]
+    for r in body:
+        out.append("  " + "  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)))
+    return out
+
+
+def format_summary(summaries: list[dict[str, Any]], labels: list[str]) -> str:
+    """The summary tables of one or more runs."""
+    s0 = summaries[0]
+    out: list[str] = []
+    # allocation failures by order and class (only the rows that have attempts)
+    rows: list[tuple[str, list[Any]]] = []
+    for cn in GFP_CLASSES:
+        for o in ORDERS:
+            att = [s["alloc"][cn]["attempts"][o] for s in summaries]
+            if not any(att):
+                continue
+            fail = [s["alloc"][cn]["failures"][o] for s in summaries]
+            rows.append((f"{cn} order {o} failed", fail))
+            rows.append((f"{cn} order {o} requests", att))
+    out += _table("Allocations (requests and failures by GFP class and order)", rows, labels)
+    out.append("")
+    comp = [(k, [s["compaction"][k] for s in summaries]) for k in s0["compaction"]]
+    out += _table("Compaction and migration", comp, labels)
+    out.append("")
+    rec = [(k, [s["reclaim"][k] for s in summaries]) for k in s0["reclaim"]]
+    out += _table("Reclaim", rec, labels)
+    out.append("")
+    drows: list[tuple[str, list[Any]]] = []
+    for name in s0["drivers"]:
+        if "migrated" not in s0["drivers"][name]:
+            continue
+        drows.append(
+            (f"{name} movable", [int(s["drivers"][name].get("movable", False)) for s in summaries])
+        )
+        for k in ("migrated", "failed"):
+            drows.append((f"{name} pages {k}", [s["drivers"][name][k] for s in summaries]))
+    if drows:
+        out += _table("Pages migrated per driver", drows, labels)
+        out.append("")
+    frows: list[tuple[str, list[Any]]] = []
+    for o in ORDERS:
+        frows.append((f"order {o} free blocks", [s["free_blocks"][o] for s in summaries]))
+    for o in (1, 2, 3, 4, 9):
+        frows.append(
+            (f"order {o} unusable index", [s["unusable_index"][o] / 1000 for s in summaries])
+        )
+        frows.append(
+            (
+                f"order {o} fragmentation index",
+                [s["fragmentation_index"][o] / 1000 for s in summaries],
+            )
+        )
+    out += _table("Free memory at the end (all zones)", frows, labels)
+    out.append("")
+    wrows: list[tuple[str, list[Any]]] = []
+    for wname, w in s0["workloads"].items():
+        for k in w:
+            if isinstance(w[k], (int, float)):
+                wrows.append((f"{wname} {k}", [s["workloads"][wname][k] for s in summaries]))
+    if wrows:
+        out += _table("Workloads", wrows, labels)
+        out.append("")
+    speed = [
+        ("simulated", [format_duration(s["sim_ns"]) for s in summaries]),
+        ("events", [s["events"] for s in summaries]),
+        ("wall seconds", [s["wall_s"] for s in summaries]),
+        ("events per second", [s["events_per_s"] for s in summaries]),
+    ]
+    out += _table("Run", speed, labels)
+    return "\n".join(out) + "\n"
+
+
+class ProgressBar:
+    """A one-line progress bar on a terminal (simulated time, events/s); nothing when the
+    stream is not a terminal, unless forced."""
+
+    def __init__(self, label: str, stream: TextIO | None = None, force: bool = False) -> None:
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.enabled = force or self.stream.isatty()
+        self.last = ""
+
+    def __call__(self, p: Progress) -> None:
+        if not self.enabled:
+            return
+        frac = min(p.now_ns / p.until_ns, 1.0) if p.until_ns else 1.0
+        bar = "#" * int(frac * 30)
+        line = (
+            f"\r{self.label} [{bar:<30}] {format_duration(p.now_ns)} / "
+            f"{format_duration(p.until_ns)}  {p.events_per_s / 1e6:6.2f} M events/s"
+        )
+        self.last = line
+        self.stream.write(line)
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.last:
+            self.stream.write("\n")
+            self.stream.flush()
