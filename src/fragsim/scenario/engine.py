@@ -109,6 +109,13 @@ class Workload:
     def __init__(self, sim: Simulation) -> None:
         self.sim = sim
 
+    def own_rng(self) -> np.random.Generator:
+        """The workload's generator: ``sim.rng(name)``, or ``name#k`` for the k-th (k > 0)
+        workload of the same class in the scenario. Call it once the workloads are added."""
+        same = [w for w in self.sim.workloads if type(w) is type(self)]
+        k = same.index(self) if self in same else 0
+        return self.sim.rng(self.name if k == 0 else f"{self.name}#{k}")
+
     def start(self) -> None:
         raise NotImplementedError(f"workload {self.name} has no start()")
 

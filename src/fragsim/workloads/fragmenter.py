@@ -138,9 +138,7 @@ class Fragmenter(Workload):
 
     # ------------------------------------------------------------------ the clock
     def start(self) -> None:
-        same = [w for w in self.sim.workloads if type(w) is type(self)]
-        k = same.index(self) if self in same else 0
-        self._rng = self.sim.rng(self.name if k == 0 else f"{self.name}#{k}")
+        self._rng = self.own_rng()
         if self.period_ns:
             self.sim.every(self.period_ns, self.cycle, start_ns=self.sim.now + self.start_ns)
         else:

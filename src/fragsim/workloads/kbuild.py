@@ -168,9 +168,7 @@ class KernelBuild(Workload):
 
     # ------------------------------------------------------------------ the clock
     def start(self) -> None:
-        same = [w for w in self.sim.workloads if type(w) is type(self)]
-        k = same.index(self) if self in same else 0
-        self._rng = self.sim.rng(self.name if k == 0 else f"{self.name}#{k}")
+        self._rng = self.own_rng()
         self.sim.at(self.sim.now + self.start_ns, self._begin)
 
     def _begin(self) -> None:
