@@ -309,8 +309,12 @@ def test_oom_killer_frees_the_biggest_process() -> None:
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     ops=st.lists(
-        st.tuples(st.sampled_from(["spawn", "fault", "touch", "exit", "read", "write", "del",
-                                   "advance", "compact"]), st.integers(0, 3000)),
+        st.tuples(
+            st.sampled_from(
+                ["spawn", "fault", "touch", "exit", "read", "write", "del", "advance", "compact"]
+            ),
+            st.integers(0, 3000),
+        ),
         max_size=30,
     )
 )
