@@ -142,3 +142,20 @@ def test_cli_run_records_compare_runs_and_an_interrupt_records_nothing(
     err = capsys.readouterr().err
     assert rc == 130 and "interrupted" in err and "nothing was recorded" in err
     assert len(ResultsDB(db).runs()) == 2
+
+
+BALLOON = Path(__file__).parent.parent / "fixtures" / "scenarios" / "small-balloon.toml"
+
+
+@pytest.mark.parametrize("movable", ["off", "on"])
+def test_seed_balloon_pages_move_only_with_balloon_compaction(movable: str) -> None:
+    r = run_scenario(load_scenario(BALLOON, sets=[f"movable={movable}"]))
+    v = {k: int(a[-1]) for k, a in r.samples.items()}
+    host = r.summary["workloads"]["host"]
+    assert host["balloon_actual_pages"] == host["balloon_target_pages"] == 16384 - 32 * 256
+    assert v["balloon_inflate"] >= 8192
+    assert r.summary["workloads"]["admin"] == {"compact_memory": 1}
+    if movable == "on":
+        assert v["balloon_migrate"] > 0
+    else:
+        assert v["balloon_migrate"] == 0

@@ -924,6 +924,10 @@ class Machine:
             raise ConfigError(f"mod_zone_page_state: {name!r} is not a zone_stat_item kept here")
         self.zone_stat[z][name] += delta
 
+    def present_pages(self) -> int:
+        """The pages of RAM every zone has (present_pages: the machine's memory size)."""
+        return int(self.state.zs[:, I.ZF_PRESENT].sum())
+
     def totalram_pages(self) -> int:
         """totalram_pages(): the pages every zone manages."""
         return int(self.state.zs[:, I.ZF_MANAGED].sum())
