@@ -51,7 +51,8 @@ def workingset_eviction(
     ages = lv.nonresident_age + np.arange(1, n + 1, dtype=np.int64)
     lv.nonresident_age += n
     ws = ((flags & PG_workingset) != 0).astype(np.int64)
-    return (((ages << NODE_BITS) | nid) << 1) | ws
+    shadows: npt.NDArray[np.int64] = (((ages << NODE_BITS) | nid) << 1) | ws
+    return shadows
 
 
 def workingset_refault(

@@ -23,6 +23,7 @@ one timeout, not several.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import time
 import zlib
@@ -245,9 +246,10 @@ class Simulation:
                 raise ConfigError(f"sample_every: {sample_every} ns must be > 0")
             self.every(sample_every, lambda: on_sample(self), start_ns=self.now)
         if on_snapshot is not None:
+            snap = on_snapshot
             for t in sorted(set(int(x) for x in snapshot_at)):
                 if t <= until_ns:
-                    self.at(t, lambda t=t: on_snapshot(self, t))
+                    self.at(t, functools.partial(snap, self, t))
         last_report = t0
         heap = self._heap
         while heap and heap[0].t <= until_ns and not self.stopped:
