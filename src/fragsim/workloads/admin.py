@@ -18,7 +18,8 @@ __all__ = ["Admin"]
 
 @register_workload("admin")
 class Admin(Workload):
-    """``compact_memory_at_ns`` and ``drop_caches_at_ns``: when to write each (-1: never);
+    """An administrator writing compact_memory and drop_caches at given times.
+    ``compact_memory_at_ns`` and ``drop_caches_at_ns``: when to write each (-1: never);
     ``drop_caches``: the value written (1, 2 or 3)."""
 
     def __init__(

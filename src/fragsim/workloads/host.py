@@ -21,7 +21,8 @@ MIB_PAGES = 256
 
 @register_workload("host")
 class Host(Workload):
-    """At ``balloon_at_ns`` the host runs ``balloon balloon_mib``: the guest should be left with
+    """The hypervisor's balloon command (QEMU's ``balloon SIZE``) at a given time.
+    At ``balloon_at_ns`` the host runs ``balloon balloon_mib``: the guest should be left with
     ``balloon_mib`` MiB. ``driver`` names the balloon instance (default: the first
     virtio-balloon of the scenario)."""
 
