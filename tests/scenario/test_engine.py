@@ -122,6 +122,7 @@ def test_cli_run_records_compare_runs_and_an_interrupt_records_nothing(
     assert rc == 0
     assert "movable=off" in out.out and "movable=on" in out.out and "diff" in out.out
     assert "Allocations" in out.out and "Pages migrated per driver" in out.out
+    assert "What changed (movable=on against movable=off)" in out.out
     runs = ResultsDB(db).runs()
     assert len(runs) == 2 and {r["compare_label"] for r in runs} == {"movable=off", "movable=on"}
     assert runs[0]["compare_group"] == runs[1]["compare_group"]

@@ -11,7 +11,7 @@ from fragsim.mm.machine import GFP_CLASSES
 from fragsim.scenario.engine import Progress
 from fragsim.scenario.units import format_duration
 
-__all__ = ["ProgressBar", "format_summary"]
+__all__ = ["ProgressBar", "explain", "format_summary"]
 
 ORDERS = range(11)
 
@@ -106,7 +106,47 @@ def format_summary(summaries: list[dict[str, Any]], labels: list[str]) -> str:
         ("events per second", [s["events_per_s"] for s in summaries]),
     ]
     out += _table("Run", speed, labels)
+    if len(summaries) > 1:
+        out += ["", *explain(summaries, labels)]
     return "\n".join(out) + "\n"
+
+
+def _high_order_failures(s: dict[str, Any], lo: int = 2) -> int:
+    return sum(sum(c["failures"][lo:]) for c in s["alloc"].values())
+
+
+def _high_order_requests(s: dict[str, Any], lo: int = 2) -> int:
+    return sum(sum(c["attempts"][lo:]) for c in s["alloc"].values())
+
+
+def explain(summaries: list[dict[str, Any]], labels: list[str]) -> list[str]:
+    """The comparison in words: high-order failures, free high-order blocks at the end, and
+    the compaction and reclaim work each run needed, last run against the first."""
+    a, b = summaries[0], summaries[-1]
+    la, lb = labels[0], labels[-1]
+    fa, fb = _high_order_failures(a), _high_order_failures(b)
+    ra, rb = _high_order_requests(a), _high_order_requests(b)
+    ha, hb = sum(a["free_blocks"][3:]), sum(b["free_blocks"][3:])
+    ma, mb = a["compaction"]["pgmigrate_success"], b["compaction"]["pgmigrate_success"]
+    wa, wb = a["compaction"]["compact_daemon_wake"], b["compaction"]["compact_daemon_wake"]
+    lines = [f"What changed ({lb} against {la})"]
+    if fa == fb == 0:
+        lines.append(
+            f"  No allocation of order 2 or more failed in either run ({ra} and {rb} requests)."
+        )
+    else:
+        pa = 100.0 * fa / ra if ra else 0.0
+        pb = 100.0 * fb / rb if rb else 0.0
+        lines.append(
+            f"  Allocations of order 2 or more that failed: {fa} of {ra} ({pa:.2f} %) with {la}, "
+            f"{fb} of {rb} ({pb:.2f} %) with {lb}."
+        )
+    lines.append(f"  Free blocks of order 3 or more at the end: {ha} with {la}, {hb} with {lb}.")
+    lines.append(
+        f"  Compaction: {ma} pages migrated and {wa} kcompactd wake-ups with {la}; "
+        f"{mb} and {wb} with {lb}."
+    )
+    return lines
 
 
 class ProgressBar:
