@@ -46,6 +46,7 @@ from fragsim.drivers.pagecache import PageCache
 from fragsim.drivers.process import Processes
 from fragsim.drivers.slab import Slab
 from fragsim.errors import ConfigError
+from fragsim.mm import vmstat
 from fragsim.mm.gfp import GFP
 from fragsim.mm.machine import Machine
 from fragsim.scenario.engine import H, S, Simulation, Workload, register_workload
@@ -351,8 +352,6 @@ class Android(Workload):
 
 def _free_and_file(m: Machine) -> int:
     """Free pages plus file LRU pages (lmkd's minfree measure)."""
-    from fragsim.mm import vmstat
-
     zs = vmstat.zone_state_stats
     total = 0
     for z in range(m.state.zs.shape[0]):
