@@ -16,6 +16,7 @@ from fragsim.errors import ConfigError
 from fragsim.scenario.config import (
     add_list_parser,
     add_show_parser,
+    builtin_scenarios,
     cmd_list,
     cmd_show,
     expand_compare,
@@ -195,7 +196,7 @@ def test_name_defaults_to_stem_and_defaults_fill_in(tmp_path: Path) -> None:
     assert (d["sysctl"], d["drivers"], d["workloads"]) == ({}, {}, [])
 
 
-@pytest.mark.parametrize("source", ["full", "example-fragmenter"])
+@pytest.mark.parametrize("source", ["full", *sorted(builtin_scenarios())])
 def test_round_trip_to_toml(source: str, tmp_path: Path) -> None:
     src = FIXTURES / "full.toml" if source == "full" else source
     sc = load_scenario(src)

@@ -19,20 +19,26 @@ __all__ = ["Admin"]
 @register_workload("admin")
 class Admin(Workload):
     """An administrator writing compact_memory and drop_caches at given times.
-    ``compact_memory_at_ns`` and ``drop_caches_at_ns``: when to write each (-1: never);
-    ``drop_caches``: the value written (1, 2 or 3)."""
+    ``compact_memory`` (on or off) at ``compact_memory_at_ns``; ``drop_caches`` (the value
+    written: 1, 2 or 3; 0 never) at ``drop_caches_at_ns``."""
 
     def __init__(
         self,
         sim: Simulation,
         *,
-        compact_memory_at_ns: int = -1,
-        drop_caches_at_ns: int = -1,
-        drop_caches: int = 3,
+        compact_memory: bool = False,
+        compact_memory_at_ns: int = 0,
+        drop_caches: int = 0,
+        drop_caches_at_ns: int = 0,
     ) -> None:
         super().__init__(sim)
-        if drop_caches not in (1, 2, 3):
-            raise ConfigError(f"workload admin: drop_caches: expected 1, 2 or 3, got {drop_caches}")
+        if drop_caches not in (0, 1, 2, 3):
+            raise ConfigError(
+                f"workload admin: drop_caches: expected 0, 1, 2 or 3, got {drop_caches}"
+            )
+        if compact_memory_at_ns < 0 or drop_caches_at_ns < 0:
+            raise ConfigError("workload admin: the times must be >= 0")
+        self.compact = compact_memory
         self.compact_at = compact_memory_at_ns
         self.drop_at = drop_caches_at_ns
         self.drop = drop_caches
@@ -40,9 +46,9 @@ class Admin(Workload):
 
     def start(self) -> None:
         now = self.sim.now
-        if self.drop_at >= 0:
+        if self.drop:
             self.sim.at(now + self.drop_at, self.drop_caches)
-        if self.compact_at >= 0:
+        if self.compact:
             self.sim.at(now + self.compact_at, self.compact_memory)
 
     def compact_memory(self) -> None:
