@@ -156,13 +156,9 @@ class PageCache(MemoryUser):
             ok = sel & ((f & (PG_dirty | PG_writeback | PG_mapped)) == 0) & ((f & PG_lru) != 0)
             ok[sel] &= m.state.refcount[pfns[sel]] == 1
             if ok.any():
-                self.free_pages_keep_handles(hs[ok])
+                self.free_pages(hs[ok], release=False)  # the file keeps its indexes
                 freed += int(ok.sum())
         return freed
-
-    def free_pages_keep_handles(self, handles: npt.ArrayLike) -> None:
-        """Free cached pages but keep their handles (the file still has those indexes)."""
-        self.free_pages(handles, release=False)
 
     @property
     def nr_cached(self) -> int:

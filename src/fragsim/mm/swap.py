@@ -22,7 +22,13 @@ from fragsim.mm.page import PG_active, PG_lru, PG_referenced, PG_unevictable, PG
 if TYPE_CHECKING:
     from fragsim.mm.machine import Machine
 
-__all__ = ["folio_mark_accessed", "folio_mark_young", "lru_note_cost", "lru_size"]
+__all__ = [
+    "folio_mark_accessed",
+    "folio_mark_young",
+    "get_nr_swap_pages",
+    "lru_note_cost",
+    "lru_size",
+]
 
 EVICTABLE = (I.LRU_INACTIVE_ANON, I.LRU_ACTIVE_ANON, I.LRU_INACTIVE_FILE, I.LRU_ACTIVE_FILE)
 
@@ -33,6 +39,11 @@ def lru_size(m: Machine, nid: int, lru: int, reclaim_idx: int | None = None) -> 
     nzt = m.nr_zone_types
     top = nzt if reclaim_idx is None else reclaim_idx + 1
     return int(m.state.zs[nid * nzt : nid * nzt + top, I.ZF_NR_LRU + lru].sum())
+
+
+def get_nr_swap_pages(m: Machine) -> int:
+    """get_nr_swap_pages(): free slots of the swap device (0 without one)."""
+    return int(m.swap.nr_free_slots()) if m.swap is not None else 0
 
 
 def lru_note_cost(m: Machine, nid: int, file: bool, nr_pages: int) -> None:

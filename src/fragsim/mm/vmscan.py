@@ -30,6 +30,7 @@ SIMPLIFICATIONS (docs/design.md, "Reclaim"):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -52,7 +53,7 @@ from fragsim.mm.page import (
     PG_writeback,
     PG_young,
 )
-from fragsim.mm.swap import EVICTABLE, lru_note_cost, lru_size
+from fragsim.mm.swap import EVICTABLE, get_nr_swap_pages, lru_note_cost, lru_size
 from fragsim.mm.vmstat import _lc as vmstat_zone_suffix
 
 if TYPE_CHECKING:
@@ -149,7 +150,7 @@ def _node_zones(m: Machine, nid: int, upto: int | None = None) -> range:
 
 def can_reclaim_anon_pages(m: Machine) -> bool:
     """can_reclaim_anon_pages(): swap space is left (get_nr_swap_pages() > 0)."""
-    return m.swap is not None and m.swap.nr_free_slots() > 0
+    return get_nr_swap_pages(m) > 0
 
 
 def zone_reclaimable_pages(m: Machine, z: int) -> int:
@@ -168,9 +169,7 @@ def inactive_is_low(m: Machine, nid: int, inactive_lru: int) -> bool:
     inactive = lru_size(m, nid, inactive_lru)
     active = lru_size(m, nid, inactive_lru + 1)
     gb = (inactive + active) >> 18
-    ratio = int(np.sqrt(10 * gb)) if gb else 1
-    while ratio * ratio > 10 * gb and gb:  # int_sqrt
-        ratio -= 1
+    ratio = math.isqrt(10 * gb) if gb else 1
     return inactive * ratio < active
 
 

@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from fragsim.mm import internal as I
 from fragsim.mm.page import PG_active, PG_workingset
-from fragsim.mm.swap import lru_note_cost
+from fragsim.mm.swap import get_nr_swap_pages, lru_note_cost, lru_size
 
 if TYPE_CHECKING:
     from fragsim.mm.machine import Machine
@@ -80,13 +80,13 @@ def workingset_refault(
     for e in np.unique(enid[have]):
         e = int(e)
         sel = have & (enid == e)
-        size = _lru(m, e, I.LRU_ACTIVE_FILE)
+        size = lru_size(m, e, I.LRU_ACTIVE_FILE)
         if not file:
-            size += _lru(m, e, I.LRU_INACTIVE_FILE)
-        if m.swap is not None and m.swap.nr_free_slots() > 0:
-            size += _lru(m, e, I.LRU_ACTIVE_ANON)
+            size += lru_size(m, e, I.LRU_INACTIVE_FILE)
+        if get_nr_swap_pages(m) > 0:
+            size += lru_size(m, e, I.LRU_ACTIVE_ANON)
             if file:
-                size += _lru(m, e, I.LRU_INACTIVE_ANON)
+                size += lru_size(m, e, I.LRU_INACTIVE_ANON)
         distance = m.lruvecs[e].nonresident_age - eviction
         activate |= sel & (distance <= size)
     nact = int(activate.sum())
@@ -106,9 +106,3 @@ def workingset_refault(
 def workingset_activation(m: Machine, nid: int, nr_pages: int) -> None:
     """workingset_activation(): a page activated by access ages the node."""
     workingset_age_nonresident(m, nid, nr_pages)
-
-
-def _lru(m: Machine, nid: int, lru: int) -> int:
-    zs = m.state.zs
-    nzt = m.nr_zone_types
-    return int(zs[nid * nzt : (nid + 1) * nzt, I.ZF_NR_LRU + lru].sum())
