@@ -29,6 +29,7 @@ from fragsim.mm import compaction as c
 from fragsim.mm import internal as I
 from fragsim.mm import page_alloc as pa
 from fragsim.mm import vmscan, vmstat
+from fragsim.mm._numba import njit
 from fragsim.mm.debug import check_invariants
 from fragsim.mm.gfp import GFP, GFP_HIGHUSER_MOVABLE, GFP_USER, gfp_migratetype
 from fragsim.mm.mmzone import (
@@ -85,13 +86,35 @@ _RUN_ERRORS = {
 GFP_CLASSES = ("ATOMIC", "KERNEL", "RECLAIMABLE", "MOVABLE")
 
 
-def gfp_class(gfp: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    """The GFP_CLASSES index of each mask."""
-    g = np.asarray(gfp, np.int64)
-    movable = (g & GFP["__GFP_MOVABLE"]) != 0
-    reclaimable = (g & GFP["__GFP_RECLAIMABLE"]) != 0
-    cls = np.where(movable, 3, np.where(reclaimable, 2, 1))
-    return np.where((g & GFP["__GFP_DIRECT_RECLAIM"]) == 0, 0, cls)
+_GFP_DIRECT_RECLAIM = GFP["__GFP_DIRECT_RECLAIM"]
+_GFP_MOVABLE = GFP["__GFP_MOVABLE"]
+_GFP_RECLAIMABLE = GFP["__GFP_RECLAIMABLE"]
+
+
+@njit(inline="always")
+def gfp_class(gfp: int) -> int:
+    """The GFP_CLASSES index of a mask."""
+    if not (gfp & _GFP_DIRECT_RECLAIM):
+        return 0
+    if gfp & _GFP_MOVABLE:
+        return 3
+    return 2 if gfp & _GFP_RECLAIMABLE else 1
+
+
+@njit
+def count_requests(ev: Any, out: Any, attempts: Any, failures: Any) -> None:
+    """Count a batch's allocation requests and failures by GFP class and order, in one pass
+    over its rows (compiled: NumPy column passes over a big batch cost 0.28 s per 10 M rows,
+    this 0.05 s). Its only outside constants come from internal.py and gfp.py, which key the
+    numba cache (_numba.COMPILED_SOURCES); numba itself tracks this file's source."""
+    for i in range(ev.shape[0]):
+        if ev[i, I.EV_OP] != I.OP_ALLOC:
+            continue
+        c = gfp_class(ev[i, I.EV_GFP])
+        o = ev[i, I.EV_ORDER]
+        attempts[c, o] += 1
+        if out[i] < 0:
+            failures[c, o] += 1
 
 
 @dataclass(slots=True)
@@ -635,16 +658,7 @@ class Machine:
         """Count the batch's rows (``nr_events``) and its allocation requests and failures by
         order and GFP class (``alloc_attempts`` / ``alloc_failures``, rows of GFP_CLASSES)."""
         self.nr_events += ev.shape[0]
-        alloc = ev[:, I.EV_OP] == I.OP_ALLOC
-        if not alloc.any():
-            return
-        gfp = ev[alloc, I.EV_GFP]
-        order = ev[alloc, I.EV_ORDER]
-        cls = gfp_class(gfp)
-        np.add.at(self.alloc_attempts, (cls, order), 1)
-        failed = out[alloc] < 0
-        if failed.any():
-            np.add.at(self.alloc_failures, (cls[failed], order[failed]), 1)
+        count_requests(ev, out, self.alloc_attempts, self.alloc_failures)
 
     def run_daemons(self) -> None:
         """Run the kernel threads that were woken: kswapd (fragsim/mm/vmscan.py), then
