@@ -65,7 +65,20 @@ KERNELS: dict[str, KernelProfile] = {"6.1": KernelProfile()}
 
 def kernel_profile(spec: str | KernelProfile, **switches: bool) -> KernelProfile:
     """A named kernel profile, with some switches changed (``kernel_profile("6.1",
-    watermark_boost=False)``)."""
+    watermark_boost=False)``). A name may carry its switches the way a changed profile is named,
+    ``"6.1[watermark_boost=off,pcp_high_order=off]"`` (what a scenario file's
+    ``[machine] kernel`` holds)."""
+    if isinstance(spec, str) and spec.endswith("]") and "[" in spec:
+        base, _, rest = spec[:-1].partition("[")
+        parsed: dict[str, bool] = {}
+        for item in filter(None, (x.strip() for x in rest.split(","))):
+            k, eq, v = item.partition("=")
+            if not eq or v not in ("on", "off"):
+                raise ConfigError(
+                    f"kernel profile {spec!r}: {item!r} is not SWITCH=on or SWITCH=off"
+                )
+            parsed[k.strip()] = v == "on"
+        return kernel_profile(base, **{**parsed, **switches})
     if isinstance(spec, str):
         if spec not in KERNELS:
             raise ConfigError(

@@ -178,52 +178,83 @@ class Zram(MemoryUser):
 
     def zram_write_page(self, index: int, same: bool, comp_len: int) -> bool:
         """__zram_bvec_write() (6.1) of one page into slot ``index``; False if it failed."""
+        ok = self._write(np.array([index], np.int64), np.array([same]), np.array([comp_len]))
+        return bool(ok[0])
+
+    def _store_object(self, comp_len: int) -> int:
+        """The zs_malloc part of __zram_bvec_write() (6.1) for one object that needs a new
+        zspage (or finds the pool over mem_limit): the fast gfp, the retry, the used-max and
+        mem_limit checks; the handle, or -1 (the write fails)."""
         pool = self.mem_pool
-        if same:
-            self.same_pages += 1
-            self.table_flags[index] = ZRAM_SAME
-        else:
-            if comp_len >= pool.huge_class_size:
-                comp_len = PAGE_SIZE
-            handle = pool.zs_malloc(comp_len, ZRAM_GFP_FAST)
+        handle = pool.zs_malloc(comp_len, ZRAM_GFP_FAST)
+        if handle < 0:
+            self.writestall += 1
+            handle = pool.zs_malloc(comp_len, ZRAM_GFP_SLOW)
             if handle < 0:
-                self.writestall += 1
-                handle = pool.zs_malloc(comp_len, ZRAM_GFP_SLOW)
-                if handle < 0:
-                    return False
-            alloced_pages = pool.zs_get_total_pages()
-            self.update_used_max(alloced_pages)
-            if self.limit_pages and alloced_pages > self.limit_pages:
-                pool.zs_free(handle)
-                return False
-            self.compr_data_size += comp_len
-            flags = 0
-            if comp_len == PAGE_SIZE:
-                flags = ZRAM_HUGE
-                self.huge_pages += 1
-                self.huge_pages_since += 1
-            self.table_flags[index] = flags
-            self.table_handle[index] = handle
-            self.table_size[index] = comp_len
-        self.used[index] = True
-        self.pages_stored += 1
-        return True
+                return -1
+        alloced_pages = pool.zs_get_total_pages()
+        self.update_used_max(alloced_pages)
+        if self.limit_pages and alloced_pages > self.limit_pages:
+            pool.zs_free(handle)
+            return -1
+        return handle
+
+    def _write(
+        self,
+        slots: npt.NDArray[np.int64],
+        same: npt.NDArray[np.bool_],
+        comp: npt.NDArray[np.int64],
+    ) -> npt.NDArray[np.bool_]:
+        """__zram_bvec_write() (6.1) of pages into ``slots``, in order: same-filled pages take
+        no object; the others are stored by the pool a batch at a time (an object that finds
+        room in a zspage needs no page and cannot meet the retry or the limit) and one by one
+        where a zspage must be allocated (``_store_object``). Returns which writes worked."""
+        ok = np.ones(slots.size, bool)
+        nz = np.flatnonzero(~same)
+        lens = comp[nz].astype(np.int64)
+        lens[lens >= self.mem_pool.huge_class_size] = PAGE_SIZE
+        handles = np.full(nz.size, -1, np.int64)
+        i = 0
+        while (i := self.mem_pool.zs_malloc_run(lens, handles, i, self.limit_pages)) < nz.size:
+            handles[i] = self._store_object(int(lens[i]))
+            i += 1
+        stored = handles >= 0
+        ok[nz[~stored]] = False
+        s_same = slots[same]
+        self.same_pages += s_same.size
+        self.table_flags[s_same] = ZRAM_SAME
+        s = slots[nz[stored]]
+        ln = lens[stored]
+        huge = ln == PAGE_SIZE
+        self.compr_data_size += int(ln.sum())
+        self.huge_pages += int(huge.sum())
+        self.huge_pages_since += int(huge.sum())
+        self.table_flags[s] = np.where(huge, ZRAM_HUGE, 0)
+        self.table_handle[s] = handles[stored]
+        self.table_size[s] = ln
+        self.used[slots[ok]] = True
+        self.pages_stored += int(ok.sum())
+        return ok
 
     def zram_free_page(self, index: int) -> None:
         """zram_free_page() (6.1)."""
-        flags = int(self.table_flags[index])
-        if flags & ZRAM_HUGE:
-            self.huge_pages -= 1
-        if flags & ZRAM_SAME:
-            self.same_pages -= 1
-        else:
-            self.mem_pool.zs_free(int(self.table_handle[index]))
-            self.compr_data_size -= int(self.table_size[index])
-        self.pages_stored -= 1
-        self.table_flags[index] = 0
-        self.table_handle[index] = -1
-        self.table_size[index] = 0
-        self.used[index] = False
+        self._free(np.array([index], np.int64))
+
+    def _free(self, slots: npt.NDArray[np.int64]) -> None:
+        """zram_free_page() (6.1) of each slot, in order (their objects freed in that order)."""
+        flags = self.table_flags[slots]
+        self.huge_pages -= int(np.count_nonzero(flags & ZRAM_HUGE))
+        same = (flags & ZRAM_SAME) != 0
+        self.same_pages -= int(same.sum())
+        objs = slots[~same]
+        if objs.size:
+            self.mem_pool.zs_free_batch(self.table_handle[objs])
+            self.compr_data_size -= int(self.table_size[objs].sum())
+        self.pages_stored -= slots.size
+        self.table_flags[slots] = 0
+        self.table_handle[slots] = -1
+        self.table_size[slots] = 0
+        self.used[slots] = False
 
     # ------------------------------------------------------------------ the swap device
     def nr_slots(self) -> int:
@@ -244,12 +275,9 @@ class Zram(MemoryUser):
         comp = self._sizes[self.rng.choice(self._sizes.size, size=count, p=self._p)]
         free = np.flatnonzero(~self.used)[:count]
         out = np.full(count, -1, np.int64)
-        for i, slot in enumerate(free):
-            if self.zram_write_page(int(slot), bool(same[i]), int(comp[i])):
-                out[i] = slot
-            else:
-                self.failed_writes += 1
-        self.failed_writes += count - free.size
+        ok = self._write(free, same[: free.size], comp[: free.size])
+        out[: free.size][ok] = free[ok]
+        self.failed_writes += count - int(ok.sum())
         return out
 
     def _slots(self, slots: npt.ArrayLike, what: str) -> npt.NDArray[np.int64]:
@@ -267,18 +295,13 @@ class Zram(MemoryUser):
         handle says) and free the slots (swap_slot_free_notify). Returns each page's stored
         compressed size (0: same-filled)."""
         s = self._slots(slots, "swap_in")
-        sizes = np.zeros(s.size, np.int64)
-        for i, slot in enumerate(s):
-            if not self.table_flags[slot] & ZRAM_SAME:
-                self.mem_pool.zs_read(int(self.table_handle[slot]))
-                sizes[i] = self.table_size[slot]
-            self.zram_free_page(int(slot))
+        sizes = np.where(self.table_flags[s] & ZRAM_SAME, 0, self.table_size[s]).astype(np.int64)
+        self._free(s)
         return sizes
 
     def swap_free(self, slots: npt.ArrayLike) -> None:
         """zram_slot_free_notify() for each slot (a process exited)."""
-        for slot in self._slots(slots, "swap_free"):
-            self.zram_free_page(int(slot))
+        self._free(self._slots(slots, "swap_free"))
 
     def __repr__(self) -> str:
         return (

@@ -211,7 +211,11 @@ def _register(m: Machine, ops: MovableOperations, i: int) -> None:
 
 
 def _ops_id(m: Machine, ops: MovableOperations) -> int:
-    """page->mapping for ``ops``: 1 + its index in the machine's table (kept in mem_map)."""
+    """page->mapping for ``ops``: 1 + its index in the machine's table (kept in mem_map). The
+    contract is checked once, when ``ops`` is first seen (a runtime Protocol check costs ~10 us)."""
+    for i, known in enumerate(m.movable_ops):
+        if known is ops:
+            return i + 1
     if not isinstance(ops, MovableOperations):
         missing = [
             f
@@ -221,9 +225,6 @@ def _ops_id(m: Machine, ops: MovableOperations) -> int:
         raise ContractError(
             f"{type(ops).__name__} is not a movable_operations: missing {', '.join(missing)}"
         )
-    for i, known in enumerate(m.movable_ops):
-        if known is ops:
-            return i + 1
     if len(m.movable_ops) >= 127:
         raise ContractError("more than 127 movable_operations on one machine")
     _register(m, ops, len(m.movable_ops))
