@@ -8,7 +8,7 @@ one. ``fragsim fidelity`` (fragsim/fidelity.py) compares the stages with the rea
 
     s00_boot               0.00 s  nothing
     push                   1.38 s  256 MiB anonymous (MADV_NOHUGEPAGE), MADV_PAGEOUT of the
-                                   first 192 MiB into zram (SWAP_CLUSTER_MAX pages at a time)
+                                   first 192 MiB into zram (one page table's 512 pages at a time)
     s01_zram_loaded        3.26 s
     tmpfs                  3.60 s  12000 shmem files of 1-3 pages (oracle_work's xorshift64
                                    with its seed, so the same sizes), each with its
@@ -93,7 +93,8 @@ __all__ = ["OracleAnonChurn", "OracleDefault", "Xorshift64", "draw_jobs"]
 MIB_PAGES = 256
 HPAGE_ORDER = 9
 HPAGE_PAGES = 1 << HPAGE_ORDER
-SWAP_CLUSTER_MAX = 32
+#: madvise_cold_or_pageout_pte_range() collects one page table's pages, then reclaim_pages()
+PAGEOUT_BATCH = 512
 GFP_F_COMP = __GFP_COMP  # (a name with two leading underscores is mangled in a class)
 GFP_F_RETRY_MAYFAIL = __GFP_RETRY_MAYFAIL
 GFP_F_RECLAIMABLE = __GFP_RECLAIMABLE
@@ -394,16 +395,18 @@ class _OracleBase(Workload):
         return int(res.size)
 
     def madvise_pageout(self, pid: int, start: int, count: int, cpu: int = 0) -> int:
-        """MADV_PAGEOUT of ``count`` anonymous pages from ``start`` (reclaim_pages():
-        shrink_folio_list on SWAP_CLUSTER_MAX pages at a time: a swap slot each, written to the
-        swap device, the page freed). Returns pages swapped out."""
+        """MADV_PAGEOUT of ``count`` anonymous pages from ``start``: the pages of one page
+        table at a time (madvise_cold_or_pageout_pte_range) go to reclaim_pages() ->
+        shrink_folio_list: a swap slot each, written to the swap device (zram allocates its
+        zspages as it goes), then the batch is freed (free_unref_page_list). Returns pages
+        swapped out."""
         m = self.m
         if m.swap is None:
             raise ConfigError(f"workload {self.name}: MADV_PAGEOUT needs a swap device")
         p = self.procs.procs[pid]
         out = 0
-        for lo in range(start, start + count, SWAP_CLUSTER_MAX):
-            hs = p.anon[lo : min(lo + SWAP_CLUSTER_MAX, start + count)]
+        for lo in range(start, start + count, PAGEOUT_BATCH):
+            hs = p.anon[lo : min(lo + PAGEOUT_BATCH, start + count)]
             hs = hs[m.handles[hs] >= 0]
             if not hs.size:
                 continue
