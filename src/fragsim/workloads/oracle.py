@@ -88,7 +88,14 @@ from fragsim.mm.page import (
 )
 from fragsim.scenario.engine import MS, S, Simulation, Workload, register_workload
 
-__all__ = ["OracleAnonChurn", "OracleDefault", "Xorshift64", "draw_jobs"]
+__all__ = [
+    "OracleAnonChurn",
+    "OracleDefault",
+    "Xorshift64",
+    "draw_jobs",
+    "fill_page_draws",
+    "tmpfs_sizes",
+]
 
 MIB_PAGES = 256
 HPAGE_ORDER = 9
@@ -121,25 +128,71 @@ FORK_OBJECTS = (
 )
 
 
+def _xorshift_step(x: int) -> int:
+    m = (1 << 64) - 1
+    x ^= (x << 13) & m
+    x ^= x >> 7
+    x ^= (x << 17) & m
+    return x
+
+
+def _apply(cols: list[int], x: int) -> int:
+    """The GF(2)-linear map with column images ``cols`` applied to the 64-bit vector ``x``."""
+    out = 0
+    b = 0
+    while x:
+        if x & 1:
+            out ^= cols[b]
+        x >>= 1
+        b += 1
+    return out
+
+
 class Xorshift64:
-    """oracle_work.c's xorshift64 (13, 7, 17), so the scenario draws what the program drew."""
+    """oracle_work.c's xorshift64 (13, 7, 17), so the scenario draws what the program drew.
+    ``skip(n)`` jumps n draws ahead (the step is linear over GF(2): its 64x64 matrix raised to
+    n by squaring), for the draws oracle_work's fill_page() spends on page contents."""
 
     MASK = (1 << 64) - 1
+    #: the step's matrix raised to 2^i, as column images (filled on first use)
+    _powers: list[list[int]] = []
 
     def __init__(self, state: int) -> None:
         self.state = state & self.MASK
 
     def next(self) -> int:
-        x = self.state
-        x ^= (x << 13) & self.MASK
-        x ^= x >> 7
-        x ^= (x << 17) & self.MASK
-        self.state = x
-        return x
+        self.state = _xorshift_step(self.state)
+        return self.state
 
     def rnd(self, lo: int, hi: int) -> int:
         """oracle_work's rnd(): lo + next() % (hi - lo + 1), inclusive."""
         return lo + self.next() % (hi - lo + 1)
+
+    def skip(self, n: int) -> None:
+        """Advance ``n`` draws at once."""
+        if n < 0:
+            raise ValueError(f"skip({n})")
+        powers = Xorshift64._powers
+        if not powers:
+            powers.append([_xorshift_step(1 << b) for b in range(64)])
+        i = 0
+        while n:
+            while len(powers) <= i:
+                p = powers[-1]
+                powers.append([_apply(p, c) for c in p])
+            if n & 1:
+                self.state = _apply(powers[i], self.state)
+            n >>= 1
+            i += 1
+
+
+def fill_page_draws(idx: npt.ArrayLike) -> int:
+    """The draws oracle_work's fill_page() takes for pages of these indexes: the first k/8 of
+    a page is random, k = (unsigned)((idx * 2654435761) >> 7) % 9 (the cast keeps 32 bits),
+    one 64-bit draw per 8 bytes."""
+    i = np.asarray(idx, np.uint64)
+    k = (((i * np.uint64(2654435761)) >> np.uint64(7)) & np.uint64(0xFFFFFFFF)) % np.uint64(9)
+    return int(k.sum()) * (4096 // 8 // 8)
 
 
 @dataclass
@@ -435,6 +488,18 @@ class _OracleBase(Workload):
         return ok, int(nr - ok.size)
 
 
+def tmpfs_sizes(nfiles: int, minpages: int, maxpages: int) -> list[int]:
+    """oracle_work tmpfs's file sizes: xorshift64 seeded 0x1234567, each file's size drawn,
+    then its pages filled (fill_page of index i * 16 + j takes draws too)."""
+    rng = Xorshift64(0x1234567)
+    sizes = []
+    for i in range(nfiles):
+        np_ = minpages + rng.next() % (maxpages - minpages + 1)
+        rng.skip(fill_page_draws(np.arange(i * 16, i * 16 + np_)))
+        sizes.append(np_)
+    return sizes
+
+
 def _boot_pages(w: str, v: tuple[int, int, int]) -> tuple[int, int, int]:
     if len(v) != 3 or any(x < 0 for x in v):
         raise ConfigError(f"{w}: boot_pages: expected [shmem, reclaimable, unmovable] >= 0")
@@ -541,9 +606,7 @@ class OracleDefault(_OracleBase):
     def tmpfs(self) -> None:
         """oracle_work tmpfs: NFILES files with sizes from xorshift64 (seed 0x1234567), then
         every odd file unlinked."""
-        rng = Xorshift64(0x1234567)
-        lo, hi = self.tmpfs_pages
-        sizes = [lo + rng.next() % (hi - lo + 1) for _ in range(self.tmpfs_files)]
+        sizes = tmpfs_sizes(self.tmpfs_files, *self.tmpfs_pages)
         for a in range(0, len(sizes), 64):
             self.files += self._create_files(sizes[a : a + 64])
         for i in range(1, len(self.files), 2):
@@ -687,6 +750,8 @@ class OracleAnonChurn(_OracleBase):
     def job_start(self, j: Job) -> None:
         """run_job() up to its sleep: region, files, pipes, children, early frees."""
         rng = Xorshift64(j.seed)
+        npages = j.anon_kb * 1024 // 4096
+        rng.skip(fill_page_draws(np.arange(npages) + j.id))  # the region's fill_page()
         pid, objs = self._fork(f"job{j.id}")
         if pid < 0:  # fork failed: -ENOMEM
             self._free_objects(objs)
@@ -694,7 +759,6 @@ class OracleAnonChurn(_OracleBase):
                                "pipes": (np.zeros(0, np.int64), [])}
             self._count("fork_failed")
             return
-        npages = j.anon_kb * 1024 // 4096
         thps = np.zeros(0, np.int64)
         small = npages
         if j.thp_default and npages >= 2 * HPAGE_PAGES:
@@ -705,7 +769,11 @@ class OracleAnonChurn(_OracleBase):
             small = npages - HPAGE_PAGES * int(thps.size)
         self._fault(pid, small, chunk=512)
         if j.nfiles:
-            sizes = [rng.rnd(1, 4) for _ in range(j.nfiles)]
+            sizes = []
+            for k in range(j.nfiles):
+                np_ = rng.rnd(1, 4)
+                rng.skip(fill_page_draws(np.arange(np_) + k * 4 + j.id))
+                sizes.append(np_)
             self.dirs[j.id] = self._create_files(sizes)
         pipes, pobjs = self._pipes(j.npipes) if j.npipes else (np.zeros(0, np.int64), [])
         for _ in range(j.nforks):
