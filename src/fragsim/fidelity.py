@@ -125,9 +125,7 @@ def counter_deltas(
     out: dict[str, dict[str, int]] = {}
     for name, m in stages.items():
         out[name] = {
-            k: v - b.get(k, 0)
-            if k.startswith("vmstat.") and k[7:] not in VMSTAT_GAUGES
-            else v
+            k: v - b.get(k, 0) if k.startswith("vmstat.") and k[7:] not in VMSTAT_GAUGES else v
             for k, v in m.items()
         }
     return out
@@ -509,9 +507,7 @@ def add_fidelity_parser(sub: Any) -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a scenario key (as in fragsim run); repeatable",
     )
-    p.add_argument(
-        "--all-runs", action="store_true", help="also runs with another number of CPUs"
-    )
+    p.add_argument("--all-runs", action="store_true", help="also runs with another number of CPUs")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
     p.add_argument(
         "--update-doc",

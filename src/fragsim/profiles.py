@@ -300,8 +300,8 @@ PROFILES: dict[str, Any] = {
 
 
 def machine_profile(name: str, **overrides: Any) -> MachineProfile:
-    """A named profile (``x86_64-1g``, ``x86_64-1088m``, ``arm32-1g``, ``arm64-4g``, ``arm64-512m``, ``arm64-1g``,
-    ``flat-1g``, ``flat-16g``,
+    """A named profile (``x86_64-1g``, ``x86_64-1088m``, ``arm32-1g``, ``arm64-4g``,
+    ``arm64-512m``, ``arm64-1g``, ``flat-1g``, ``flat-16g``,
     or ``flat:<pages>`` for a single Normal zone of that many pages), with fields overridden."""
     if name.startswith("flat:"):
         try:

@@ -50,7 +50,11 @@ def test_distance_is_the_median_gap_over_the_kernels_spread() -> None:
     # ... or 2 pages for small counts
     assert distance([19, 19, 19], [10]) == pytest.approx(4.5)
     assert [verdict(d) for d in (0.0, 1.0, 1.01, 3.0, 3.01)] == [
-        "match", "match", "near", "near", "off"
+        "match",
+        "match",
+        "near",
+        "near",
+        "off",
     ]
 
 
@@ -72,7 +76,9 @@ def test_counters_are_changes_since_the_first_stage() -> None:
         "b": {"vmstat.pgfree": 130, "vmstat.nr_free_pages": 40, "buddy.o0": 5},
     }
     assert counter_deltas(stages)["b"] == {
-        "vmstat.pgfree": 30, "vmstat.nr_free_pages": 40, "buddy.o0": 5
+        "vmstat.pgfree": 30,
+        "vmstat.nr_free_pages": 40,
+        "buddy.o0": 5,
     }
 
 
@@ -186,8 +192,10 @@ def test_fidelity_is_not_worse_than_the_baseline(
         b = base["distance"].get(key)
         limit = 0.5 if b is None else b + 0.5 + 0.25 * b
         if r.distance > limit:
-            worse.append(f"{key}: distance {r.distance} > {limit:.2f} (kernel "
-                         f"{r.kernel_range}, fragsim {r.fragsim_range})")
+            worse.append(
+                f"{key}: distance {r.distance} > {limit:.2f} (kernel "
+                f"{r.kernel_range}, fragsim {r.fragsim_range})"
+            )
     assert not worse, "fidelity got worse:\n" + "\n".join(worse)
     assert c.verdicts()["off"] <= base["verdicts"]["off"]
     assert c.verdicts()["match"] >= base["verdicts"]["match"] - 3
@@ -198,9 +206,15 @@ def test_default_left_out_the_one_cpu_run(comparisons: dict[str, Comparison]) ->
     assert c.excluded == {"20261125T212117Z": "1 CPUs, the scenario's machine has 2"}
     stages = list(dict.fromkeys(r.stage for r in c.rows))
     assert stages == [
-        "s00_boot", "s01_zram_loaded", "s02_fragmented", "s03_compacted",
-        "s04_balloon_inflated", "s05_balloon_compacted", "s06_balloon_deflated",
-        "s07_thp_faulted", "s08_released",
+        "s00_boot",
+        "s01_zram_loaded",
+        "s02_fragmented",
+        "s03_compacted",
+        "s04_balloon_inflated",
+        "s05_balloon_compacted",
+        "s06_balloon_deflated",
+        "s07_thp_faulted",
+        "s08_released",
     ]
 
 
@@ -235,8 +249,9 @@ def test_cli_prints_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> 
     assert main(["fidelity", "oracle-anon-churn", str(one), "--seeds", "1", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["runs"] == ["r1"] and doc["seeds"] == [0]
-    row = next(r for r in doc["rows"] if r["stage"] == "s00_start" and
-               r["metric"] == "buddy.free_pages")
+    row = next(
+        r for r in doc["rows"] if r["stage"] == "s00_start" and r["metric"] == "buddy.free_pages"
+    )
     assert row["kernel_range"] == [169587, 169587]
     assert main(["fidelity", "oracle-anon-churn", str(one), "--seeds", "0"]) == 2
 

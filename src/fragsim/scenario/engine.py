@@ -128,8 +128,8 @@ class Workload:
         return {}
 
     def stages(self) -> dict[int, str]:
-        """Named stages of the workload: simulated time (ns from the run's start) -> name. The
-        runner takes a snapshot at each, named after it (the oracle scenarios' ``s03_compacted``)."""
+        """Named stages of the workload: simulated time (ns from the run's start) -> name.
+        The runner takes a snapshot at each, named after it (``s03_compacted``)."""
         return {}
 
 

@@ -55,6 +55,7 @@ harness's shell are not modelled.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -229,9 +230,7 @@ def draw_job(rng: Xorshift64, id_: int, anon_max_kb: int) -> Job:
     life_ms = rng.rnd(100, 2000) if rng.rnd(0, 9) else rng.rnd(5000, 20000)
     keep_files = rng.rnd(0, 9) < 4
     seed = rng.next() | 1
-    return Job(
-        id_, anon_kb, thp_default, free_q, nfiles, npipes, nforks, life_ms, keep_files, seed
-    )
+    return Job(id_, anon_kb, thp_default, free_q, nfiles, npipes, nforks, life_ms, keep_files, seed)
 
 
 def _job_cost_pages(j: Job) -> int:
@@ -739,8 +738,8 @@ class OracleAnonChurn(_OracleBase):
         pid, objs = self._fork("resident")
         self._fault(pid, self.resident_mib * MIB_PAGES)
         for j in self.jobs:
-            self.sim.at(t0 + self.t_churn + j.start_ns, lambda j=j: self.job_start(j))
-            self.sim.at(t0 + self.t_churn + j.end_ns, lambda j=j: self.job_exit(j))
+            self.sim.at(t0 + self.t_churn + j.start_ns, functools.partial(self.job_start, j))
+            self.sim.at(t0 + self.t_churn + j.end_ns, functools.partial(self.job_exit, j))
         self.sim.at(t0 + self.t_compact, self.compact)
 
     def compact(self) -> None:
@@ -755,8 +754,12 @@ class OracleAnonChurn(_OracleBase):
         pid, objs = self._fork(f"job{j.id}")
         if pid < 0:  # fork failed: -ENOMEM
             self._free_objects(objs)
-            self.live[j.id] = {"pid": -1, "objs": [], "thps": np.zeros(0, np.int64),
-                               "pipes": (np.zeros(0, np.int64), [])}
+            self.live[j.id] = {
+                "pid": -1,
+                "objs": [],
+                "thps": np.zeros(0, np.int64),
+                "pipes": (np.zeros(0, np.int64), []),
+            }
             self._count("fork_failed")
             return
         thps = np.zeros(0, np.int64)
@@ -810,4 +813,3 @@ class OracleAnonChurn(_OracleBase):
     def _rm_dir(self, id_: int) -> None:
         for f in self.dirs.pop(id_, []):
             self._delete_file(f)
-
