@@ -538,5 +538,6 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
         cmd = f"fragsim fidelity {args.scenario} {args.real} --seeds {args.seeds}"
         cmd += "".join(f" --set {s}" for s in args.sets)
         cmd += " --all-runs" if args.all_runs else ""
-        update_doc(args.update_doc, c.scenario, format_markdown(c, cmd + " --update-doc FILE"))
+        cmd += f" --update-doc {args.update_doc}"
+        update_doc(args.update_doc, c.scenario, format_markdown(c, cmd))
     return 0
