@@ -232,8 +232,8 @@ def simulate(
 ) -> tuple[Any, list[dict[str, dict[str, int]]]]:
     """Run ``scenario`` once per seed; returns (the loaded scenario of the first seed, per
     seed the metrics of each named snapshot in time order, counters as changes since the
-    first). A snapshot is named by the workload that owns its time (``snapshot_label``) or
-    ``t<ns>``/``end``."""
+    first). A snapshot is named after the workload's stage at its time
+    (``Workload.stages()``), else ``t<ns>`` / ``end``."""
     from fragsim.scenario.config import load_scenario
     from fragsim.scenario.runner import run_scenario
 
