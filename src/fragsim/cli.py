@@ -303,6 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     add_show_parser(sub)
     add_runs_parser(sub)
     add_export_parser(sub)
+    from fragsim.fidelity import add_fidelity_parser
+
+    add_fidelity_parser(sub)
     args = p.parse_args(argv)
     try:
         return int(args.func(args))

@@ -211,6 +211,41 @@ def _x86_64_1g() -> MachineProfile:
     )
 
 
+def _x86_64_1088m() -> MachineProfile:
+    # The traced anon-churn guest of shared/data/oracle-6.1 (1024 MiB + the 64 MiB ftrace
+    # buffer, 1 vCPU): s00_start's zoneinfo spans and kpageflags RESERVED ranges. The low
+    # ranges (kernel image, nokaslr) are the 1 GiB guest's; memblock's top-down ranges and the
+    # initrd moved up with the end of RAM (278496), the boot log's "Freeing" sizes are the same.
+    return MachineProfile(
+        name="x86_64-1088m",
+        nodes=(
+            NodeSpec(
+                zones=(ZoneSpec("DMA", 1, 4096), ZoneSpec("DMA32", 4096, 278496)),
+                holes=((159, 256),),
+                reserved=(
+                    (1, 159),
+                    (4096, 7682),
+                    (8192, 10475),
+                    (10752, 12356),
+                    (13071, 16899),
+                    (17408, 17425),
+                    (271872, 272446),
+                    (272640, 277504),
+                    (277555, 277615),
+                ),
+                late_free=(
+                    (7682, 8192),  # unused kernel image (text/rodata gap) 2040K
+                    (10475, 10752),  # unused kernel image (rodata/data gap) 1108K
+                    (12356, 13071),  # initmem 2824K + SMP alternatives 36K
+                    (16899, 17408),  # unused decrypted memory 2036K
+                    (277615, 278496),  # initrd 3524K
+                ),
+            ),
+        ),
+        nr_cpus=1,
+    )
+
+
 def _arm32_1g() -> MachineProfile:
     # ARM32 without LPAE: no THP/HugeTLB, so pageblock_order = MAX_ORDER-1 = 10; 3G/1G split
     # leaves ~760 MiB of lowmem (Normal) and the rest HighMem; no ZONE_DMA32.
@@ -267,6 +302,7 @@ def _arm64_phone(name: str, mib: int) -> MachineProfile:
 
 PROFILES: dict[str, Any] = {
     "x86_64-1g": _x86_64_1g,
+    "x86_64-1088m": _x86_64_1088m,
     "arm32-1g": _arm32_1g,
     "arm64-4g": _arm64_4g,
     "arm64-512m": lambda: _arm64_phone("arm64-512m", 512),
@@ -277,8 +313,8 @@ PROFILES: dict[str, Any] = {
 
 
 def machine_profile(name: str, **overrides: Any) -> MachineProfile:
-    """A named profile (``x86_64-1g``, ``arm32-1g``, ``arm64-4g``, ``arm64-512m``, ``arm64-1g``,
-    ``flat-1g``, ``flat-16g``,
+    """A named profile (``x86_64-1g``, ``x86_64-1088m``, ``arm32-1g``, ``arm64-4g``,
+    ``arm64-512m``, ``arm64-1g``, ``flat-1g``, ``flat-16g``,
     or ``flat:<pages>`` for a single Normal zone of that many pages), with fields overridden."""
     if name.startswith("flat:"):
         try:

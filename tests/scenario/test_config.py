@@ -278,8 +278,8 @@ GPU = '[drivers.gpu]\ntype = "gpu"\n'
         ("scenario = 3\n", "scenario: expected a table, got 3"),
         (
             '[machine]\nprofile = "pdp11"\n',
-            "machine.profile: unknown machine profile 'pdp11'; known: x86_64-1g, arm32-1g, "
-            "arm64-4g, arm64-512m, arm64-1g, flat-1g, flat-16g",
+            "machine.profile: unknown machine profile 'pdp11'; known: x86_64-1g, x86_64-1088m, "
+            "arm32-1g, arm64-4g, arm64-512m, arm64-1g, flat-1g, flat-16g",
         ),
         (
             '[machine]\nkernel = "4.19"\n',

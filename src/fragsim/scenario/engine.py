@@ -127,6 +127,11 @@ class Workload:
         """What the workload did, for the run's summary (counts of its own)."""
         return {}
 
+    def stages(self) -> dict[int, str]:
+        """Named stages of the workload: simulated time (ns from the run's start) -> name.
+        The runner takes a snapshot at each, named after it (``s03_compacted``)."""
+        return {}
+
 
 @dataclass
 class Progress:

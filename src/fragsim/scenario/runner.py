@@ -127,8 +127,10 @@ def run_scenario(
         row["t_ns"] = s.now
         rows.append(row)
 
+    stages = {t: name for w in sim.workloads for t, name in w.stages().items()}
+
     def on_snapshot(s: Simulation, t: int) -> None:
-        snaps.append((t, _label(t, until), snapshot_files(s.machine)))
+        snaps.append((t, stages.get(t) or _label(t, until), snapshot_files(s.machine)))
 
     t0 = time.perf_counter()
     interrupted = None
@@ -137,7 +139,7 @@ def run_scenario(
             until,
             sample_every=sc.scenario.sample_every_ns,
             on_sample=on_sample,
-            snapshot_at=sc.scenario.snapshots_ns,
+            snapshot_at=sorted(set(sc.scenario.snapshots_ns) | set(stages)),
             on_snapshot=on_snapshot,
             progress=progress,
         )
