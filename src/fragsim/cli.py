@@ -233,6 +233,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     summary=res.summary,
                     samples=res.samples,
                     snapshots=[Snapshot(t, lab, files) for t, lab, files in res.snapshots],
+                    memmaps=res.memmaps,
                     compare_group=group,
                     compare_label=",".join(extra) or None,
                 ),
