@@ -235,6 +235,7 @@ class MemMapFrame:
         if not self.kinds or not all(isinstance(k, str) for k in self.kinds):
             raise ConfigError(f"{what}.kinds: expected the names of the kinds, got {self.kinds!r}")
         shape: tuple[int, ...]
+        dtype: np.dtype[Any]
         if self.resolution == "page":
             shape, dtype = (int(self.npages),), np.dtype(np.uint8)
             if self.data.size and int(self.data.max()) >= len(self.kinds):

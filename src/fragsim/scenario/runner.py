@@ -13,10 +13,9 @@ from typing import Any
 import numpy as np
 
 from fragsim.drivers.base import MovableDriver
-from fragsim.mm import compaction
+from fragsim.mm import compaction, vmstat
 from fragsim.mm import internal as I
 from fragsim.mm import page_alloc as pa
-from fragsim.mm import vmstat
 from fragsim.mm.machine import GFP_CLASSES, Machine
 from fragsim.mm.mmzone import MAX_ORDER, MIGRATETYPE_NAMES
 from fragsim.results import MemMapFrame
@@ -87,10 +86,10 @@ def fragmentation_scores(m: Machine) -> dict[str, int]:
 
 def sample_metrics(sim: Simulation) -> dict[str, int]:
     """One sample: every /proc/vmstat item, free blocks per zone, order and migratetype
-    (``free.<zone>.o<order>.<type>``, the counts of /proc/pagetypeinfo), pageblocks per zone and migratetype
-    (``pageblocks.<zone>.<type>``), allocation requests and failures per GFP class and order
-    (``alloc.<class>.o<order>`` / ``fail.<class>.o<order>``), and the fragmentation scores of
-    proactive compaction (:func:`fragmentation_scores`)."""
+    (``free.<zone>.o<order>.<type>``, the counts of /proc/pagetypeinfo), pageblocks per zone
+    and migratetype (``pageblocks.<zone>.<type>``), allocation requests and failures per GFP
+    class and order (``alloc.<class>.o<order>`` / ``fail.<class>.o<order>``), and the
+    fragmentation scores of proactive compaction (:func:`fragmentation_scores`)."""
     m = sim.machine
     out: dict[str, int] = dict(vmstat.vmstat_counters(m))
     st = m.state
