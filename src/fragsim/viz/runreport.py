@@ -96,6 +96,8 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _value(v: Any) -> Cell:
+    if isinstance(v, bool):
+        return "true" if v else "false"  # as the scenario file spells it
     if v is None or isinstance(v, str | int | float):
         return v
     return json.dumps(v)
