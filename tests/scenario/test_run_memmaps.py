@@ -250,3 +250,16 @@ def test_a_failing_write_leaves_no_frames(
     with duckdb.connect(str(db.path), read_only=True) as con:
         for table in ("runs", "samples", "memmap_frames"):
             assert con.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,), table
+
+
+def test_frames_leave_out_the_pfns_below_the_first_zone() -> None:
+    m = Machine("arm64-512m", nr_cpus=1)  # RAM at 2 GiB: pfns 524288-655359, one DMA32 zone
+    f = memmap_frame(m, 0)
+    assert f.info["start_pfn"] == 524288 and f.npages == 131072 and f.pageblock_mt.shape == (256,)
+    full = memmap_from_machine(m)
+    mm = frame_memmap(f)
+    assert mm.start_pfn == 524288
+    np.testing.assert_array_equal(mm.kinds, full.kinds[524288:])
+    np.testing.assert_array_equal(mm.pageblock_mt, full.pageblock_mt[1024:])
+    assert "pfns 0-524287 (below the first zone, no memory) are not drawn" in mm.notes
+    assert mm.describe_zones() == "zones: DMA32 pfns 524288-655359"

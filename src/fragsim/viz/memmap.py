@@ -227,6 +227,9 @@ class MemMap:
     """(name, start pfn, end pfn) of each populated zone."""
     notes: tuple[str, ...] = ()
     """How the kinds or migratetypes were derived, where it is not exact."""
+    start_pfn: int = 0
+    """The pfn of ``kinds[0]`` (a pageblock boundary; a stored run frame leaves out the pfns
+    below the first zone)."""
 
     def counts(self) -> npt.NDArray[np.int64]:
         """Pages of every :class:`MapKind`, indexed by kind."""
@@ -726,32 +729,39 @@ FRAME_MAX_PAGES: Final = 1 << 20
 
 def memmap_frame(m: Machine, t_ns: int, *, max_pages: int = FRAME_MAX_PAGES) -> MemMapFrame:
     """The memory map of a simulated machine now, in the compact form a run stores
-    (:class:`fragsim.results.MemMapFrame`): a kind per pfn, or, for machines of more than
-    ``max_pages`` pages, the pages of each kind per pageblock."""
+    (:class:`fragsim.results.MemMapFrame`): a kind per pfn from the first zone's pageblock on
+    (``info["start_pfn"]``), or, for machines of more than ``max_pages`` pages, the pages of
+    each kind per pageblock."""
     from fragsim.results import MemMapFrame
 
     mm = memmap_from_machine(m)
-    info = {"source": mm.source, "zones": [list(z) for z in mm.zones]}
+    pbo = mm.pageblock_order
+    per = 1 << pbo
+    # the pfns below the first zone hold no memory (an ARM machine's RAM starts at 1 or 2 GiB):
+    # leave them out, from a pageblock boundary
+    start = min((a for _, a, _ in mm.zones), default=0) // per * per
+    info: dict[str, Any] = {"source": mm.source, "zones": [list(z) for z in mm.zones]}
+    if start:
+        info["start_pfn"] = start
     if mm.driver_names:
         info["driver_names"] = list(mm.driver_names)
     names = tuple(k.name for k in MapKind)
-    npages = int(mm.kinds.size)
-    if npages <= max_pages:
-        return MemMapFrame(
-            t_ns, "page", npages, mm.pageblock_order, names, mm.kinds, mm.pageblock_mt, info
-        )
-    per = 1 << mm.pageblock_order
+    kinds = mm.kinds[start:]
+    npages = int(kinds.size)
     nb = -(-npages // per)
-    block = np.arange(npages, dtype=np.int64) >> mm.pageblock_order
-    counts = np.bincount(block * NR_MAP_KINDS + mm.kinds, minlength=nb * NR_MAP_KINDS)
+    mt = mm.pageblock_mt[start >> pbo :][:nb].astype(np.int8)
+    if npages <= max_pages:
+        return MemMapFrame(t_ns, "page", npages, pbo, names, kinds.copy(), mt, info)
+    block = np.arange(npages, dtype=np.int64) >> pbo
+    counts = np.bincount(block * NR_MAP_KINDS + kinds, minlength=nb * NR_MAP_KINDS)
     return MemMapFrame(
         t_ns,
         "pageblock",
         npages,
-        mm.pageblock_order,
+        pbo,
         names,
         counts.reshape(nb, NR_MAP_KINDS).astype(np.uint32),
-        mm.pageblock_mt[:nb].astype(np.int8),
+        mt,
         info,
     )
 
@@ -780,6 +790,9 @@ def frame_memmap(f: MemMapFrame) -> MemMap:
         kinds = np.repeat(np.tile(lut, counts.shape[0]), counts.ravel())
         notes = ("recorded per pageblock (pages of each kind), not per page",)
     zones = tuple((str(n), int(a), int(b)) for n, a, b in f.info.get("zones", []))
+    start = int(f.info.get("start_pfn", 0))
+    if start:
+        notes += (f"pfns 0-{start - 1} (below the first zone, no memory) are not drawn",)
     return MemMap(
         kinds=kinds.astype(np.uint8),
         pageblock_order=f.pageblock_order,
@@ -788,4 +801,5 @@ def frame_memmap(f: MemMapFrame) -> MemMap:
         driver_names=tuple(f.info.get("driver_names", ())),
         zones=zones,
         notes=notes,
+        start_pfn=start,
     )
