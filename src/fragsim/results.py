@@ -2,11 +2,11 @@
 
 A run is written by :meth:`ResultsDB.record` at its end, in one transaction: the fully expanded
 scenario (JSON) and its hash, the seed, fragsim's version, the metrics time series, the
-``/proc``-format snapshots and the summary tables. Either all of it is there or none of it: an
-exception (``KeyboardInterrupt`` included) rolls the transaction back, and a process killed
-outright never committed (DuckDB writes its log at commit). The run loop builds its
-:class:`RunRecord` only when the run is over, so an interrupted run records nothing and says
-so with :func:`interrupted_message`.
+``/proc``-format snapshots, the memory maps through the run and the summary tables. Either all
+of it is there or none of it: an exception (``KeyboardInterrupt`` included) rolls the
+transaction back, and a process killed outright never committed (DuckDB writes its log at
+commit). The run loop builds its :class:`RunRecord` only when the run is over, so an interrupted
+run records nothing and says so with :func:`interrupted_message`.
 
 Where the file is (:func:`default_db_path`): ``$FRAGSIM_DB`` if set, else
 ``$XDG_DATA_HOME/fragsim/results.duckdb`` (``~/.local/share/fragsim/results.duckdb``);
@@ -236,18 +236,18 @@ class MemMapFrame:
             raise ConfigError(f"{what}.kinds: expected the names of the kinds, got {self.kinds!r}")
         shape: tuple[int, ...]
         dtype: np.dtype[Any]
+        data = np.asarray(self.data)
         if self.resolution == "page":
             shape, dtype = (int(self.npages),), np.dtype(np.uint8)
-            if self.data.size and int(self.data.max()) >= len(self.kinds):
-                raise ConfigError(f"{what}.data: a kind value beyond the {len(self.kinds)} kinds")
         else:
             shape, dtype = (self.nblocks, len(self.kinds)), np.dtype(np.uint32)
-        if self.data.shape != shape or self.data.dtype != dtype:
+        if data.shape != shape or data.dtype != dtype:
             raise ConfigError(
-                f"{what}.data: expected {dtype}{list(shape)}, got {self.data.dtype}"
-                f"{list(self.data.shape)}"
+                f"{what}.data: expected {dtype}{list(shape)}, got {data.dtype}{list(data.shape)}"
             )
-        mt = self.pageblock_mt
+        if self.resolution == "page" and data.size and int(data.max()) >= len(self.kinds):
+            raise ConfigError(f"{what}.data: a kind value beyond the {len(self.kinds)} kinds")
+        mt = np.asarray(self.pageblock_mt)
         if mt.shape != (self.nblocks,) or mt.dtype != np.int8:
             raise ConfigError(
                 f"{what}.pageblock_mt: expected int8[{self.nblocks}], got {mt.dtype}"

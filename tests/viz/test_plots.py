@@ -23,6 +23,7 @@ from fragsim.viz.plots import (
     figure_png,
     fragmentation_score,
     free_by_order,
+    migrated_pages,
     pageblocks_by_migratetype,
     panel_figure,
     run_panels,
@@ -52,6 +53,8 @@ def hand_samples() -> dict[str, np.ndarray]:
         "compact_stall": arr(0, 2, 5),
         "compact_success": arr(0, 1, 3),
         "compact_fail": arr(0, 1, 2),
+        "pgmigrate_success": arr(0, 40, 90),
+        "pgmigrate_fail": arr(0, 0, 3),
         "pageblocks.DMA.Movable": arr(1, 1, 1),
         "pageblocks.Normal.Movable": arr(5, 4, 3),
         "pageblocks.Normal.Unmovable": arr(2, 3, 4),
@@ -83,6 +86,10 @@ def test_panels_of_hand_made_samples() -> None:
         "compact_success": [0, 1, 3],
         "compact_fail": [0, 1, 2],
     }
+    assert values(migrated_pages(s)) == {
+        "pgmigrate_success": [0, 40, 90],
+        "pgmigrate_fail": [0, 0, 3],
+    }
     p = pageblocks_by_migratetype(s)
     assert p.stacked and values(p) == {"Unmovable": [2, 3, 4], "Movable": [6, 5, 4]}
     p = fragmentation_score(s)
@@ -100,12 +107,17 @@ def test_what_a_panel_says_when_there_is_nothing_to_draw() -> None:
     s = hand_samples()
     for k in ("fail.KERNEL.o3", "fail.ATOMIC.o3"):
         s[k] = arr(0, 0, 0)
-    for k in ("compact_stall", "compact_success", "compact_fail"):
+    for k in ("compact_stall", "compact_success", "compact_fail", "pgmigrate_success"):
         s[k] = arr(0, 0, 0)
+    s["pgmigrate_fail"] = arr(0, 0, 0)
     del s["fragmentation_score.node0"]  # a run recorded before the score was sampled
     assert alloc_failures_by_order(s).note == "no allocation failed"
     assert alloc_failures_by_class(s).note == "no allocation failed"
     assert compaction_events(s).note == "no direct compaction stall"
+    assert migrated_pages(s).note == "no page was migrated"
+    # nothing happened: the flat line sits at the bottom of the axis
+    fig = panel_figure([migrated_pages(s)], ["r"])
+    assert fig.axes[0].get_ylim() == (0.0, 1.0)
     p = fragmentation_score(s)
     assert p.series == () and p.note == "this run did not sample the fragmentation score"
     empty = {"t_ns": arr()}
@@ -178,9 +190,8 @@ def test_figures_hold_the_series(recorded: dict[str, np.ndarray]) -> None:
     fig = panel_figure([fragmentation_score(recorded), fragmentation_score(other)], ["off", "on"])
     (ax,) = fig.axes
     lines = {ln.get_label(): ln for ln in ax.get_lines()}
-    assert set(lines) == {
-        f"{n} ({r})" for n in ("node 0", "wmark high", "wmark low") for r in ("off", "on")
-    }
+    # the watermarks are the same in both runs: drawn once
+    assert set(lines) == {"node 0 (off)", "node 0 (on)", "wmark high", "wmark low"}
     np.testing.assert_array_equal(
         lines["node 0 (off)"].get_ydata(), recorded["fragmentation_score.node0"]
     )
@@ -200,6 +211,12 @@ def test_figures_hold_the_series(recorded: dict[str, np.ndarray]) -> None:
         polys = [c for c in a.collections if isinstance(c, PolyCollection)]
         assert len(polys) == 11
     assert figure_png(fig).startswith(b"\x89PNG")
+    # a watermark that differs between the runs is drawn for each
+    other["fragmentation_score_wmark.high"] = recorded["fragmentation_score_wmark.high"] - 5
+    fig = panel_figure([fragmentation_score(recorded), fragmentation_score(other)], ["a", "b"])
+    lines = {ln.get_label(): ln for ln in fig.axes[0].get_lines()}
+    assert set(lines) == {"node 0 (a)", "node 0 (b)", "wmark high", "wmark high (b)", "wmark low"}
+    np.testing.assert_array_equal(lines["wmark high (b)"].get_ydata(), np.full(11, 85))
     with pytest.raises(ValueError, match="2 panels for 1 labels"):
         panel_figure([free_by_order(recorded)] * 2, ["x"])
 

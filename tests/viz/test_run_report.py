@@ -79,7 +79,7 @@ def test_run_report_of_a_compare_pair(compared: dict[str, Any]) -> None:
         str(on.summary["free_blocks"][3]),
     ]
     assert "What changed (drivers.gpu.movable=true against drivers.gpu.movable=false):" in text
-    # six plots, the end maps side by side, start/end and a slider per run
+    # seven plots, the end maps side by side, start/end and a slider per run
     assert text.count("<h2>") == 7
     heads = re.findall(r"<h2>(.*?)</h2>", text)
     assert heads[:4] == [
@@ -95,7 +95,7 @@ def test_run_report_of_a_compare_pair(compared: dict[str, Any]) -> None:
     assert s[0][-1]["caption"] == "00:20:00 (map 11 of 11)"
     assert len({f["src"] for f in s[0]}) > 5  # the map changes through the run
     images = re.findall(r'<img[^>]* src="data:image/png;base64,([^"]+)"', text)
-    assert len(images) == 6 + 2 + 2 * 2 + 2  # plots, end maps, start/end per run, sliders
+    assert len(images) == 7 + 2 + 2 * 2 + 2  # plots, end maps, start/end per run, sliders
     for b64 in images:
         assert base64.b64decode(b64).startswith(b"\x89PNG")
 
@@ -150,6 +150,7 @@ def test_report_names_runs_by_prefix_default_output_and_pngs(
             "alloc_failures_by_order.png",
             "alloc_failures_by_class.png",
             "compaction.png",
+            "migration.png",
             "pageblocks.png",
             "memmap-drivers.gpu.movable=true.png",
             "memmap-drivers.gpu.movable=false.png",

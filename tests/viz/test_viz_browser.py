@@ -191,10 +191,10 @@ def test_run_report_loads_with_plots_tables_and_a_moving_map(
     ]
     assert comp.locator("tbody tr").count() == 8
     assert page.locator("table").count() >= 10
-    # six plots, each drawn at a readable size
+    # seven plots, each drawn at a readable size
     plots = page.locator("section:has(h2:text-is('Over simulated time')) img")
-    assert plots.count() == 6
-    for i in range(6):
+    assert plots.count() == 7
+    for i in range(7):
         box = plots.nth(i).bounding_box()
         assert box is not None and box["width"] > 500 and box["height"] > 200
     # the slider of the first run walks its map through the run

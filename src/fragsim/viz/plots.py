@@ -1,7 +1,8 @@
 """Plots over simulated time, from the metrics a run samples (:func:`fragsim.scenario.runner
 .sample_metrics`, stored in the results database): free memory by order (stacked), allocation
 failures by order and by GFP class, compaction stalls / successes / failures, pageblocks per
-migratetype, and proactive compaction's fragmentation score with its watermarks.
+migratetype, pages migrated, and proactive compaction's fragmentation score with its
+watermarks.
 
 Two steps, so that what is drawn can be checked as numbers: a panel function reads a run's
 samples (``{"t_ns": int64[n], metric: values[n], ...}``, the wide form of
@@ -39,6 +40,7 @@ __all__ = [
     "figure_png",
     "fragmentation_score",
     "free_by_order",
+    "migrated_pages",
     "pageblocks_by_migratetype",
     "panel_figure",
     "run_panels",
@@ -214,6 +216,34 @@ def compaction_events(samples: Samples) -> Panel:
     )
 
 
+#: page migration counters (/proc/vmstat, mm/migrate.c): every compaction, direct or kcompactd's
+MIGRATION_COUNTERS: Final = ("pgmigrate_success", "pgmigrate_fail")
+
+
+def migrated_pages(samples: Samples) -> Panel:
+    """Pages migrated since boot by all compaction, direct, kcompactd's (woken by kswapd or
+    proactive) and ``compact_memory``: ``pgmigrate_success`` and ``pgmigrate_fail``
+    (/proc/vmstat, mm/migrate.c)."""
+    t = _t(samples)
+    series = tuple(
+        Series(k, np.asarray(samples[k], np.float64)) for k in MIGRATION_COUNTERS if k in samples
+    )
+    note = None
+    if not series:
+        note = "no migration counters in this run's samples"
+    elif not any(s.values.any() for s in series):
+        note = "no page was migrated"
+    return Panel(
+        "migration",
+        "Pages migrated by compaction",
+        "pages (cumulative)",
+        t,
+        series,
+        note=note,
+        colours={"pgmigrate_success": "#2ca02c", "pgmigrate_fail": "#d62728"},
+    )
+
+
 def pageblocks_by_migratetype(samples: Samples) -> Panel:
     """Pageblocks per migratetype (``pageblocks.<zone>.<type>`` summed over zones), stacked;
     migratetypes with no pageblock in any sample are left out."""
@@ -279,6 +309,7 @@ PANELS: Final[tuple[Callable[[Samples], Panel], ...]] = (
     alloc_failures_by_order,
     alloc_failures_by_class,
     compaction_events,
+    migrated_pages,
     pageblocks_by_migratetype,
 )
 
@@ -315,7 +346,8 @@ def panel_figure(panels: Sequence[Panel], labels: Sequence[str]) -> Figure:
     """One panel of one or more runs (``panels[i]`` of the run labelled ``labels[i]``, the
     same panel function each): a stacked panel is drawn as one stacked area chart per run side
     by side on a shared y axis; a line panel overlays the runs, the series told apart by
-    colour and the runs by line style."""
+    colour and the runs by line style (a reference line, such as a watermark, is drawn once
+    when the runs agree on it)."""
     try:
         from matplotlib.figure import Figure
     except ImportError as exc:
@@ -334,6 +366,7 @@ def panel_figure(panels: Sequence[Panel], labels: Sequence[str]) -> Figure:
     axes = fig.subplots(1, ncols, sharey=True, squeeze=False)[0]
     palette = [f"C{i}" for i in range(10)]
     labels_seen: dict[str, str] = {}
+    refs: dict[str, npt.NDArray[np.float64]] = {}
 
     def colour(p: Panel, label: str) -> str:
         if label in p.colours:
@@ -354,8 +387,13 @@ def panel_figure(panels: Sequence[Panel], labels: Sequence[str]) -> Figure:
         elif p.series:
             style = _RUN_STYLES[i % len(_RUN_STYLES)]
             for s in p.series:
-                ls = style if s.style == "-" else s.style
                 name = s.label if len(panels) == 1 else f"{s.label} ({run})"
+                if s.style != "-":  # a reference line (a watermark): once if the runs agree
+                    prev = refs.setdefault(s.label, s.values)
+                    if prev is not s.values and np.array_equal(prev, s.values):
+                        continue
+                    name = s.label if prev is s.values else name
+                ls = style if s.style == "-" else s.style
                 ax.plot(x, s.values, ls, color=colour(p, s.label), label=name, linewidth=1.4)
         if side:
             ax.set_title(run, fontsize=9)
@@ -365,6 +403,10 @@ def panel_figure(panels: Sequence[Panel], labels: Sequence[str]) -> Figure:
     axes[0].set_ylabel(p0.ylabel)
     if p0.key == "fragmentation_score":
         axes[0].set_ylim(0, 100)
+    elif not any(s.values.any() for p in panels for s in p.series):
+        axes[0].set_ylim(0, 1)  # nothing happened: a flat line at 0, not one mid-axis
+    else:
+        axes[0].set_ylim(bottom=0)  # counts and pages
     notes = [
         f"{run}: {p.note}" if len(panels) > 1 else p.note
         for p, run in zip(panels, labels, strict=True)
