@@ -78,6 +78,7 @@ def test_run_report_of_a_compare_pair(compared: dict[str, Any]) -> None:
         str(off.summary["free_blocks"][3]),
         str(on.summary["free_blocks"][3]),
     ]
+    assert "Metrics sampled every 2min of simulated time." in text
     assert "What changed (drivers.gpu.movable=true against drivers.gpu.movable=false):" in text
     # seven plots, the end maps side by side, start/end and a slider per run
     assert text.count("<h2>") == 7

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from fragsim.errors import ConfigError
 from fragsim.results import ResultsDB, RunRecord, format_sim_time
 from fragsim.viz.html import Cell, Report, Section, memmaps
@@ -183,14 +185,23 @@ def run_report(runs: Sequence[ReportRun]) -> Report:
 
 
 def _plots(s: Section, runs: Sequence[ReportRun]) -> None:
+    from fragsim.scenario.units import format_duration
     from fragsim.viz.plots import PANELS, figure_png, panel_figure
 
     if not any(len(r.record.samples.get("t_ns", ())) for r in runs):
         s.paragraph("No samples were recorded.")
         return
     labels = [r.label for r in runs]
+    steps = sorted(
+        {
+            int(np.diff(t)[0])
+            for t in (np.asarray(r.record.samples.get("t_ns", ())) for r in runs)
+            if len(t) > 1
+        }
+    )
+    every = " or ".join(format_duration(x) for x in steps) or "one sample"
     s.paragraph(
-        "Metrics sampled every sample_every of simulated time. Counters are cumulative since "
+        f"Metrics sampled every {every} of simulated time. Counters are cumulative since "
         "boot. "
         + (
             "Runs are overlaid (line style per run); stacked charts are side by side."
