@@ -275,7 +275,7 @@ class RunRecord:
     """One finished run, as recorded. ``samples`` is ``{"t_ns": int64[n], metric: int64[n] or
     float64[n], ...}``; ``config`` and ``summary`` are JSON-able; ``started``/``finished`` are
     timezone-aware (a naive datetime is taken as local time; :meth:`ResultsDB.load` returns
-    UTC)."""
+    UTC); ``memmaps`` are the memory maps taken through the run, in time order."""
 
     scenario: str
     config: dict[str, Any]
