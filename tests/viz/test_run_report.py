@@ -203,3 +203,21 @@ def test_a_run_without_maps_or_samples(compared: dict[str, Any]) -> None:
     # labels of runs that would read the same get told apart
     runs = labelled([(bare, None), (bare, None)])
     assert [r.label for r in runs] == ["small-android [1]", "small-android [2]"]
+
+
+def test_runs_of_different_scenarios_are_summarised_one_after_the_other(
+    compared: dict[str, Any],
+) -> None:
+    import dataclasses
+
+    rec = ResultsDB(compared["db"]).load(compared["ids"][0])
+    summary = json.loads(json.dumps(rec.summary))
+    summary["drivers"] = {"balloon": {"type": "virtio-balloon", "migrated": 3, "failed": 0}}
+    other = dataclasses.replace(rec, scenario="other", summary=summary)
+    text = run_report(labelled([(rec, "a" * 12), (other, "b" * 12)])).html()
+    assert "their summaries are shown one after the other" in text
+    caps = re.findall(r"<caption>(.*?)</caption>", text)
+    assert caps.count("Compaction and migration") == 2
+    assert "What changed" not in text
+    t = tables(text)
+    assert t["Pages migrated per driver"][0] == ["", "drivers.gpu.movable=false [bbbbbbbbbbbb]"]

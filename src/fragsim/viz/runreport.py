@@ -155,14 +155,23 @@ def run_report(runs: Sequence[ReportRun]) -> Report:
 
     s = rep.section("Summary")
     if all(r.summary for r in recs):
-        with_diff = len(runs) > 1
-        for title, rows in summary_tables([r.summary for r in recs]):
-            table: list[list[Cell]] = [
-                [name, *(_value(v) for v in vals), *([diff(vals)] if with_diff else [])]
-                for name, vals in rows
-            ]
-            s.table(["", *labels, *(["diff"] if with_diff else [])], table, caption=title)
-        if with_diff:
+        try:
+            groups = [(labels, summary_tables([r.summary for r in recs]))]
+        except (KeyError, IndexError):  # runs with different memory users or workloads
+            s.paragraph(
+                "The runs have different memory users or workloads: their summaries are shown "
+                "one after the other, not side by side."
+            )
+            groups = [([r.label], summary_tables([r.record.summary])) for r in runs]
+        for cols, tables in groups:
+            with_diff = len(cols) > 1
+            for title, rows in tables:
+                table: list[list[Cell]] = [
+                    [name, *(_value(v) for v in vals), *([diff(vals)] if with_diff else [])]
+                    for name, vals in rows
+                ]
+                s.table(["", *cols, *(["diff"] if with_diff else [])], table, caption=title)
+        if len(groups[0][0]) > 1:
             words = explain([r.summary for r in recs], labels)
             s.paragraph(words[0] + ":")
             for line in words[1:]:
