@@ -178,16 +178,22 @@ def test_report_errors(compared: dict[str, Any], tmp_path: Path) -> None:
 def test_a_failed_report_leaves_the_old_file(
     compared: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from fragsim.viz import html as htmlmodule
+
     out = tmp_path / "r.html"
     out.write_text("old report")
     runs = load_runs(ResultsDB(compared["db"]), ["latest"])
+    written: list[str] = []
 
-    def broken(self: Any) -> str:
+    def broken_rename(src: Any, dst: Any) -> None:
+        written.append(Path(src).read_text())
         raise OSError("disk full")
 
-    monkeypatch.setattr(runreport.Report, "html", broken)
+    monkeypatch.setattr(htmlmodule.os, "replace", broken_rename)
     with pytest.raises(OSError, match="disk full"):
         runreport.write_report(out, runs)
+    # the new report was written in full to a temporary file, removed again
+    assert written and written[0].rstrip().endswith("</html>")
     assert out.read_text() == "old report" and [p.name for p in tmp_path.iterdir()] == ["r.html"]
 
 

@@ -21,12 +21,10 @@ no simulation is rerun.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import inspect
 import json
 import os
 import sys
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -272,19 +270,8 @@ def _maps(rep: Report, runs: Sequence[ReportRun]) -> None:
 
 
 def write_report(path: str | os.PathLike[str], runs: Sequence[ReportRun]) -> None:
-    """Write :func:`run_report` of ``runs`` to ``path`` atomically: into a new file next to it
-    (created with the usual permissions), then renamed over it."""
-    text = run_report(runs).html()
-    dest = Path(path)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """Write :func:`run_report` of ``runs`` to ``path`` (atomically, :meth:`Report.write`)."""
+    run_report(runs).write(path)
 
 
 def write_plot_pngs(outdir: str | os.PathLike[str], runs: Sequence[ReportRun]) -> list[Path]:
