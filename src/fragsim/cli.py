@@ -209,6 +209,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     group = uuid.uuid4().hex[:12] if len(variants) > 1 else None
     db = None if args.no_record else ResultsDB(args.db)
     summaries = []
+    made: list[tuple[RunRecord, str | None]] = []
     for sc, label, extra in zip(scenarios, labels, variants, strict=True):
         bar = ProgressBar(f"{sc.scenario.name} {label}".strip(), force=args.progress)
         started = dt.datetime.now(dt.UTC)
@@ -218,28 +219,34 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(interrupted_message(res.sim_ns, res.interrupted), file=sys.stderr)
             return 130
         summaries.append(res.summary)
+        rec = RunRecord(
+            scenario=sc.scenario.name,
+            config=sc.to_dict(),
+            config_hash=sc.config_hash(),
+            seed=sc.scenario.seed,
+            started=started,
+            finished=dt.datetime.now(dt.UTC),
+            sim_ns=res.sim_ns,
+            wall_s=res.wall_s,
+            events=res.events,
+            summary=res.summary,
+            samples=res.samples,
+            snapshots=[Snapshot(t, lab, files) for t, lab, files in res.snapshots],
+            memmaps=res.memmaps,
+            compare_group=group,
+            compare_label=",".join(extra) or None,
+        )
+        run_id = None
         if db is not None:
-            run_id = db.record(
-                RunRecord(
-                    scenario=sc.scenario.name,
-                    config=sc.to_dict(),
-                    config_hash=sc.config_hash(),
-                    seed=sc.scenario.seed,
-                    started=started,
-                    finished=dt.datetime.now(dt.UTC),
-                    sim_ns=res.sim_ns,
-                    wall_s=res.wall_s,
-                    events=res.events,
-                    summary=res.summary,
-                    samples=res.samples,
-                    snapshots=[Snapshot(t, lab, files) for t, lab, files in res.snapshots],
-                    compare_group=group,
-                    compare_label=",".join(extra) or None,
-                ),
-                lock_timeout=60,
-            )
+            run_id = db.record(rec, lock_timeout=60)
             print(f"recorded run {run_id} ({label}) in {db.path}", file=sys.stderr)
+        made.append((rec, run_id))
     print(format_summary(summaries, labels), end="")
+    if args.report:
+        from fragsim.viz.runreport import labelled, write_report
+
+        write_report(args.report, labelled(made))
+        print(f"fragsim run: wrote the report {args.report}", file=sys.stderr)
     return 0
 
 
@@ -298,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     rn.add_argument("--db", metavar="PATH", help="the results database (default: $FRAGSIM_DB)")
     rn.add_argument("--no-record", action="store_true", help="do not record the run")
     rn.add_argument("--progress", action="store_true", help="show progress even off a terminal")
+    rn.add_argument(
+        "--report", metavar="FILE", help="then write the runs' HTML report (fragsim report)"
+    )
     rn.set_defaults(func=cmd_run)
     add_list_parser(sub)
     add_show_parser(sub)
@@ -306,6 +316,9 @@ def main(argv: list[str] | None = None) -> int:
     from fragsim.fidelity import add_fidelity_parser
 
     add_fidelity_parser(sub)
+    from fragsim.viz.runreport import add_report_parser
+
+    add_report_parser(sub)
     args = p.parse_args(argv)
     try:
         return int(args.func(args))

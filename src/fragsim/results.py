@@ -2,11 +2,11 @@
 
 A run is written by :meth:`ResultsDB.record` at its end, in one transaction: the fully expanded
 scenario (JSON) and its hash, the seed, fragsim's version, the metrics time series, the
-``/proc``-format snapshots and the summary tables. Either all of it is there or none of it: an
-exception (``KeyboardInterrupt`` included) rolls the transaction back, and a process killed
-outright never committed (DuckDB writes its log at commit). The run loop builds its
-:class:`RunRecord` only when the run is over, so an interrupted run records nothing and says
-so with :func:`interrupted_message`.
+``/proc``-format snapshots, the memory maps through the run and the summary tables. Either all
+of it is there or none of it: an exception (``KeyboardInterrupt`` included) rolls the
+transaction back, and a process killed outright never committed (DuckDB writes its log at
+commit). The run loop builds its :class:`RunRecord` only when the run is over, so an interrupted
+run records nothing and says so with :func:`interrupted_message`.
 
 Where the file is (:func:`default_db_path`): ``$FRAGSIM_DB`` if set, else
 ``$XDG_DATA_HOME/fragsim/results.duckdb`` (``~/.local/share/fragsim/results.duckdb``);
@@ -22,6 +22,14 @@ Schema (``meta.schema_version`` = 1)::
     sample_times(run_id, i, t_ns)                 -- sample i was taken at t_ns
     samples(run_id, i, t_ns, metric, value DOUBLE) -- long form: one row per sample and metric
     snapshots(run_id, idx, t_ns, label, seq, file, text)
+    memmap_frames(run_id, idx, t_ns, resolution, npages, pageblock_order, kinds JSON text,
+                  info JSON text, data BLOB, pageblock_mt BLOB)
+
+``memmap_frames`` (memory maps through the run, :class:`MemMapFrame`) was added to version 1
+without changing its number: it is created in an existing file when fragsim opens it, an older
+fragsim ignores it, and a run recorded without it loads with no frames. Its arrays are stored
+as zlib-compressed bytes (little-endian, C order); their dtype and shape follow from the
+resolution, ``npages``, ``pageblock_order`` and the number of kinds.
 
 Why the samples are long, not wide: the metric set depends on the machine (one
 ``free.ZONE.oN.MIGRATETYPE`` per zone, order and migratetype, one ``pageblocks.ZONE.TYPE`` per
@@ -51,6 +59,7 @@ import re
 import sys
 import time
 import uuid
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +74,7 @@ from fragsim.errors import ConfigError, FragsimError
 __all__ = [
     "SCHEMA_VERSION",
     "DatabaseLockedError",
+    "MemMapFrame",
     "ResultsDB",
     "RunRecord",
     "Snapshot",
@@ -117,10 +127,15 @@ CREATE TABLE IF NOT EXISTS snapshots (
     run_id VARCHAR NOT NULL, idx INTEGER NOT NULL, t_ns BIGINT NOT NULL,
     label VARCHAR NOT NULL, seq INTEGER NOT NULL, file VARCHAR NOT NULL, text VARCHAR NOT NULL
 );
+CREATE TABLE IF NOT EXISTS memmap_frames (
+    run_id VARCHAR NOT NULL, idx INTEGER NOT NULL, t_ns BIGINT NOT NULL,
+    resolution VARCHAR NOT NULL, npages BIGINT NOT NULL, pageblock_order INTEGER NOT NULL,
+    kinds VARCHAR NOT NULL, info VARCHAR NOT NULL, data BLOB NOT NULL, pageblock_mt BLOB NOT NULL
+);
 """
 
 #: every table that holds rows of a run (atomicity is checked against all of them)
-RUN_TABLES = ("runs", "metrics", "sample_times", "samples", "snapshots")
+RUN_TABLES = ("runs", "metrics", "sample_times", "samples", "snapshots", "memmap_frames")
 
 
 class DatabaseLockedError(FragsimError):
@@ -178,6 +193,77 @@ class Snapshot:
     files: dict[str, str]
 
 
+MEMMAP_RESOLUTIONS = ("page", "pageblock")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class MemMapFrame:
+    """The memory map of a simulated machine at ``t_ns``, as a run stores it
+    (:func:`fragsim.viz.memmap.memmap_frame` takes one, :func:`fragsim.viz.memmap.frame_memmap`
+    turns it back into a map). ``resolution`` ``page``: ``data`` is ``uint8[npages]``, the kind
+    of each pfn; ``pageblock`` (big machines): ``data`` is ``uint32[nblocks, len(kinds)]``, the
+    pages of each kind in each pageblock. ``kinds`` names the kind of each value (so a map
+    recorded by another fragsim still reads right); ``pageblock_mt`` is ``int8[nblocks]``, each
+    pageblock's migratetype; ``info`` is JSON-able (source, zones, driver names)."""
+
+    t_ns: int
+    resolution: str
+    npages: int
+    pageblock_order: int
+    kinds: tuple[str, ...]
+    data: npt.NDArray[Any]
+    pageblock_mt: npt.NDArray[np.int8]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def nblocks(self) -> int:
+        """Pageblocks the map covers (the last one may be partial)."""
+        return -(-int(self.npages) // (1 << int(self.pageblock_order)))
+
+    def check(self, what: str = "MemMapFrame") -> None:
+        """ConfigError naming the field that does not fit the others."""
+        if self.resolution not in MEMMAP_RESOLUTIONS:
+            raise ConfigError(
+                f"{what}.resolution: expected one of {', '.join(MEMMAP_RESOLUTIONS)}, "
+                f"got {self.resolution!r}"
+            )
+        if not 0 <= int(self.pageblock_order) < 32 or int(self.npages) < 0:
+            raise ConfigError(
+                f"{what}: pageblock_order {self.pageblock_order} / npages {self.npages} "
+                "out of range"
+            )
+        if not self.kinds or not all(isinstance(k, str) for k in self.kinds):
+            raise ConfigError(f"{what}.kinds: expected the names of the kinds, got {self.kinds!r}")
+        shape: tuple[int, ...]
+        dtype: np.dtype[Any]
+        data = np.asarray(self.data)
+        if self.resolution == "page":
+            shape, dtype = (int(self.npages),), np.dtype(np.uint8)
+        else:
+            shape, dtype = (self.nblocks, len(self.kinds)), np.dtype(np.uint32)
+        if data.shape != shape or data.dtype != dtype:
+            raise ConfigError(
+                f"{what}.data: expected {dtype}{list(shape)}, got {data.dtype}{list(data.shape)}"
+            )
+        if self.resolution == "page" and data.size and int(data.max()) >= len(self.kinds):
+            raise ConfigError(f"{what}.data: a kind value beyond the {len(self.kinds)} kinds")
+        mt = np.asarray(self.pageblock_mt)
+        if mt.shape != (self.nblocks,) or mt.dtype != np.int8:
+            raise ConfigError(
+                f"{what}.pageblock_mt: expected int8[{self.nblocks}], got {mt.dtype}"
+                f"{list(mt.shape)}"
+            )
+
+
+def _pack(a: npt.NDArray[Any]) -> bytes:
+    return zlib.compress(np.ascontiguousarray(a).astype(a.dtype.newbyteorder("<")).tobytes(), 6)
+
+
+def _unpack(blob: bytes, dtype: Any, shape: tuple[int, ...]) -> npt.NDArray[Any]:
+    dt = np.dtype(dtype).newbyteorder("<")
+    return np.frombuffer(zlib.decompress(blob), dtype=dt).astype(np.dtype(dtype)).reshape(shape)
+
+
 def _fragsim_version() -> str:
     from fragsim import __version__
 
@@ -189,7 +275,7 @@ class RunRecord:
     """One finished run, as recorded. ``samples`` is ``{"t_ns": int64[n], metric: int64[n] or
     float64[n], ...}``; ``config`` and ``summary`` are JSON-able; ``started``/``finished`` are
     timezone-aware (a naive datetime is taken as local time; :meth:`ResultsDB.load` returns
-    UTC)."""
+    UTC); ``memmaps`` are the memory maps taken through the run, in time order."""
 
     scenario: str
     config: dict[str, Any]
@@ -203,6 +289,7 @@ class RunRecord:
     summary: dict[str, Any] = field(default_factory=dict)
     samples: dict[str, npt.NDArray[Any]] = field(default_factory=dict)
     snapshots: list[Snapshot] = field(default_factory=list)
+    memmaps: list[MemMapFrame] = field(default_factory=list)
     compare_group: str | None = None
     compare_label: str | None = None
     status: str = "ok"
@@ -343,6 +430,7 @@ class ResultsDB:
                     "RunRecord.snapshots: expected Snapshot(t_ns, label, {file: text}), "
                     f"got {s!r}"
                 )
+        frames = self._frame_rows(run.memmaps)
         run_id = uuid.uuid4().hex[:12]
         with self._connect(read_only=False, lock_timeout=lock_timeout) as con:
             con.begin()
@@ -350,6 +438,11 @@ class ResultsDB:
                 self._insert_run(con, run_id, run, config, summary, started, finished, len(t))
                 self._insert_samples(con, run_id, t, names, dtypes, values)
                 self._insert_snapshots(con, run_id, run.snapshots)
+                if frames:
+                    con.executemany(
+                        "INSERT INTO memmap_frames VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [(run_id, *f) for f in frames],
+                    )
                 con.commit()
             except BaseException:
                 con.rollback()
@@ -427,6 +520,30 @@ class ResultsDB:
                 con.execute(sql, [run_id])
             finally:
                 con.unregister("_v")
+
+    @staticmethod
+    def _frame_rows(frames: list[MemMapFrame]) -> list[tuple[Any, ...]]:
+        """The memmap_frames rows of ``frames`` (without the run id), checked and compressed
+        before the transaction starts."""
+        rows = []
+        for idx, f in enumerate(frames):
+            if not isinstance(f, MemMapFrame):
+                raise ConfigError(f"RunRecord.memmaps[{idx}]: expected a MemMapFrame, got {f!r}")
+            f.check(f"RunRecord.memmaps[{idx}]")
+            rows.append(
+                (
+                    idx,
+                    int(f.t_ns),
+                    f.resolution,
+                    int(f.npages),
+                    int(f.pageblock_order),
+                    _json(list(f.kinds), f"memmaps[{idx}].kinds"),
+                    _json(f.info, f"memmaps[{idx}].info"),
+                    _pack(f.data),
+                    _pack(f.pageblock_mt),
+                )
+            )
+        return rows
 
     def _insert_snapshots(
         self, con: duckdb.DuckDBPyConnection, run_id: str, snapshots: list[Snapshot]
@@ -531,6 +648,7 @@ class ResultsDB:
                 "ORDER BY idx, seq",
                 [rid],
             ).fetchall()
+            memmaps = self._memmap_frames(con, rid)
         snapshots: list[Snapshot] = []
         for idx, t_ns, label, name, text in snaps:
             if idx == len(snapshots):
@@ -552,9 +670,51 @@ class ResultsDB:
             summary=json.loads(r[11]),
             samples=samples,
             snapshots=snapshots,
+            memmaps=memmaps,
             compare_group=r[12],
             compare_label=r[13],
         )
+
+    def memmap_frames(self, run_id: str) -> list[MemMapFrame]:
+        """The memory maps recorded through run ``run_id``, in time order (none for a run
+        recorded without them)."""
+        rid = self.resolve(run_id)
+        with self._connect(read_only=True) as con:
+            return self._memmap_frames(con, rid)
+
+    @staticmethod
+    def _memmap_frames(con: duckdb.DuckDBPyConnection, rid: str) -> list[MemMapFrame]:
+        has_table = con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'memmap_frames'"
+        ).fetchone()
+        if not has_table or not has_table[0]:  # a file no fragsim with frames has written to
+            return []
+        rows = con.execute(
+            "SELECT t_ns, resolution, npages, pageblock_order, kinds, info, data, pageblock_mt "
+            "FROM memmap_frames WHERE run_id = ? ORDER BY idx",
+            [rid],
+        ).fetchall()
+        out = []
+        for t_ns, res, npages, pbo, kinds, info, data, mt in rows:
+            names = tuple(json.loads(kinds))
+            nblocks = -(-int(npages) // (1 << int(pbo)))
+            if res == "page":
+                arr = _unpack(data, np.uint8, (int(npages),))
+            else:
+                arr = _unpack(data, np.uint32, (nblocks, len(names)))
+            out.append(
+                MemMapFrame(
+                    t_ns=int(t_ns),
+                    resolution=str(res),
+                    npages=int(npages),
+                    pageblock_order=int(pbo),
+                    kinds=names,
+                    data=arr,
+                    pageblock_mt=_unpack(mt, np.int8, (nblocks,)),
+                    info=json.loads(info),
+                )
+            )
+        return out
 
     def samples_frame(self, run_id: str) -> dict[str, npt.NDArray[Any]]:
         """The run's samples, wide: ``{"t_ns": int64[n], metric: int64[n] or float64[n], ...}``

@@ -26,6 +26,7 @@ from fragsim.errors import ConfigError
 from fragsim.results import (
     RUN_TABLES,
     DatabaseLockedError,
+    MemMapFrame,
     ResultsDB,
     RunRecord,
     Snapshot,
@@ -56,6 +57,20 @@ def make_samples(n: int = 40, seed: int = 0) -> dict[str, np.ndarray]:
     s["extfrag_index.Normal.o9"] = np.round(rng.random(n), 3) - 0.5
     s["third"] = np.full(n, 1 / 3)
     return s
+
+
+def make_frame(t_ns: int = 0) -> MemMapFrame:
+    """A memory map of 1024 pages (two pageblocks): free and anonymous pages in turn."""
+    return MemMapFrame(
+        t_ns=t_ns,
+        resolution="page",
+        npages=1024,
+        pageblock_order=9,
+        kinds=("FREE_0", "LRU_ANON"),
+        data=(np.arange(1024) % 2).astype(np.uint8),
+        pageblock_mt=np.array([1, 0], np.int8),
+        info={"source": "test"},
+    )
 
 
 def make_run(**kw: Any) -> RunRecord:
@@ -91,6 +106,7 @@ def make_run(**kw: Any) -> RunRecord:
                 {"buddyinfo": "Node 0, zone   Normal   4 5 6\n", "pagetypeinfo": "Page block\n"},
             ),
         ],
+        memmaps=[make_frame(0), make_frame(3_600_000_000_000)],
     )
     args.update(kw)
     return RunRecord(**args)
@@ -130,6 +146,12 @@ def assert_same_run(a: RunRecord, b: RunRecord) -> None:
         "compare_label",
     ):
         assert getattr(a, f) == getattr(b, f), f
+    assert [(f.t_ns, f.kinds, f.info) for f in a.memmaps] == [
+        (f.t_ns, f.kinds, f.info) for f in b.memmaps
+    ]
+    for fa, fb in zip(a.memmaps, b.memmaps, strict=True):
+        np.testing.assert_array_equal(fa.data, fb.data)
+        np.testing.assert_array_equal(fa.pageblock_mt, fb.pageblock_mt)
     assert list(a.samples) == list(b.samples)
     for k in a.samples:
         assert a.samples[k].dtype == b.samples[k].dtype, k

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from fragsim.cli import main
+from fragsim.results import ResultsDB
 
 S02 = Path(__file__).resolve().parent.parent / "fixtures" / "real" / "oracle-6.1" / "s02_fragmented"
 INSTALL = (
@@ -147,5 +148,71 @@ def test_slider_changes_the_map(browser: Any, reports: dict[str, Path]) -> None:
     page.keyboard.press("Home")
     assert caption.inner_text() == "0: boot"
     assert np.array_equal(mpimg.imread(io.BytesIO(img.screenshot()), format="png"), px[0])
+    assert loaded.errors == []
+    page.close()
+
+
+SMALL = Path(__file__).resolve().parent.parent / "fixtures" / "scenarios" / "small-android.toml"
+
+
+@pytest.fixture(scope="module")
+def run_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``fragsim report latest`` of a --compare pair of tiny runs (two runs overlaid)."""
+    d = tmp_path_factory.mktemp("run-report")
+    db, out = d / "r.duckdb", d / "report.html"
+    run = ["run", str(SMALL), "--compare", "drivers.gpu.movable=false,true", "--db", str(db)]
+    assert main(run) == 0
+    ids = [r["id"] for r in ResultsDB(db).runs()]  # newest first
+    assert main(["report", ids[1], ids[0], "--db", str(db), "-o", str(out)]) == 0
+    return out
+
+
+def test_run_report_loads_with_plots_tables_and_a_moving_map(
+    browser: Any, run_report: Path
+) -> None:
+    import io
+
+    import matplotlib.image as mpimg
+
+    loaded = open_report(browser, run_report)
+    check_loaded(loaded, run_report)
+    page = loaded.page
+    assert page.title().startswith("fragsim report: small-android (")
+    headings = page.locator("h2").all_inner_texts()
+    assert headings[:3] == ["Runs", "Summary", "Over simulated time"]
+    assert "drivers.gpu.movable=false: memory map through the run" in headings
+    # the summary tables, one column per run and the difference
+    comp = page.locator("table:has(caption:text-is('Compaction and migration'))")
+    assert comp.locator("thead th").all_inner_texts() == [
+        "",
+        "drivers.gpu.movable=false",
+        "drivers.gpu.movable=true",
+        "diff",
+    ]
+    assert comp.locator("tbody tr").count() == 8
+    assert page.locator("table").count() >= 10
+    # seven plots, each drawn at a readable size
+    plots = page.locator("section:has(h2:text-is('Over simulated time')) img")
+    assert plots.count() == 7
+    for i in range(7):
+        box = plots.nth(i).bounding_box()
+        assert box is not None and box["width"] > 500 and box["height"] > 200
+    # the slider of the first run walks its map through the run
+    fig = page.locator("figure.slider").first
+    slider, img, caption = (
+        fig.locator("input[type=range]"),
+        fig.locator("img"),
+        fig.locator(".frame-caption"),
+    )
+    assert caption.inner_text() == "00:00:00 (map 1 of 11)"
+    first = mpimg.imread(io.BytesIO(img.screenshot()), format="png")
+    slider.focus()
+    page.keyboard.press("End")
+    assert slider.input_value() == "10"
+    assert caption.inner_text() == "00:20:00 (map 11 of 11)"
+    last = mpimg.imread(io.BytesIO(img.screenshot()), format="png")
+    assert first.shape == last.shape and not np.array_equal(first, last)
+    page.keyboard.press("ArrowLeft")
+    assert caption.inner_text() == "00:18:00 (map 10 of 11)"
     assert loaded.errors == []
     page.close()

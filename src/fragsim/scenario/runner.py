@@ -13,17 +13,21 @@ from typing import Any
 import numpy as np
 
 from fragsim.drivers.base import MovableDriver
+from fragsim.mm import compaction, vmstat
 from fragsim.mm import internal as I
 from fragsim.mm import page_alloc as pa
-from fragsim.mm import vmstat
 from fragsim.mm.machine import GFP_CLASSES, Machine
 from fragsim.mm.mmzone import MAX_ORDER, MIGRATETYPE_NAMES
+from fragsim.results import MemMapFrame
 from fragsim.scenario.config import Scenario
 from fragsim.scenario.engine import Progress, Simulation
 
 __all__ = [
+    "MAX_MEMMAP_FRAMES",
     "RunResult",
     "build_simulation",
+    "fragmentation_scores",
+    "memmap_frame_indices",
     "run_scenario",
     "sample_metrics",
     "snapshot_files",
@@ -50,11 +54,42 @@ def build_simulation(sc: Scenario) -> Simulation:
     return sim
 
 
+#: memory-map frames a run stores at most (evenly spaced over its samples)
+MAX_MEMMAP_FRAMES = 50
+
+
+def fragmentation_scores(m: Machine) -> dict[str, int]:
+    """Proactive compaction's fragmentation scores now (mm/compaction.c, Linux 6.1), each 0-100:
+    ``fragmentation_score.node<N>`` is fragmentation_score_node() (what kcompactd compares with
+    the watermarks), ``fragmentation_score.node<N>.<zone>`` each zone's
+    fragmentation_score_zone_weighted() (extfrag_for_order(COMPACTION_HPAGE_ORDER) scaled by the
+    zone's present pages over the node's present pages + 1; the node score is their sum), and
+    ``fragmentation_score_wmark.low`` / ``.high`` fragmentation_score_wmark() for the current
+    vm.compaction_proactiveness. The compiled functions of fragsim/mm/compaction.py compute
+    them."""
+    st = m.state
+    nzt = m.nr_zone_types
+    out: dict[str, int] = {}
+    for nid in range(m.nr_nodes):
+        zones = range(nid * nzt, (nid + 1) * nzt)
+        node_present = int(sum(int(st.zs[z, I.ZF_PRESENT]) for z in zones))
+        out[f"fragmentation_score.node{nid}"] = int(compaction.fragmentation_score_node(st, nid))
+        for z in zones:
+            if st.zs[z, I.ZF_PRESENT]:
+                zone_score = int(compaction.fragmentation_score_zone(st, z))
+                weighted = int(st.zs[z, I.ZF_PRESENT]) * zone_score // (node_present + 1)
+                out[f"fragmentation_score.node{nid}.{m.zone_name(z)}"] = weighted
+    out["fragmentation_score_wmark.low"] = int(compaction.fragmentation_score_wmark(st, True))
+    out["fragmentation_score_wmark.high"] = int(compaction.fragmentation_score_wmark(st, False))
+    return out
+
+
 def sample_metrics(sim: Simulation) -> dict[str, int]:
-    """One sample: every /proc/vmstat item, free pages per zone, order and migratetype
-    (``free.<zone>.o<order>.<type>``), pageblocks per zone and migratetype
-    (``pageblocks.<zone>.<type>``), allocation requests and failures per GFP class and order
-    (``alloc.<class>.o<order>`` / ``fail.<class>.o<order>``)."""
+    """One sample: every /proc/vmstat item, free blocks per zone, order and migratetype
+    (``free.<zone>.o<order>.<type>``, the counts of /proc/pagetypeinfo), pageblocks per zone
+    and migratetype (``pageblocks.<zone>.<type>``), allocation requests and failures per GFP
+    class and order (``alloc.<class>.o<order>`` / ``fail.<class>.o<order>``), and the
+    fragmentation scores of proactive compaction (:func:`fragmentation_scores`)."""
     m = sim.machine
     out: dict[str, int] = dict(vmstat.vmstat_counters(m))
     st = m.state
@@ -78,6 +113,7 @@ def sample_metrics(sim: Simulation) -> dict[str, int]:
         for o in range(MAX_ORDER):
             out[f"alloc.{cn}.o{o}"] = int(m.alloc_attempts[c, o])
             out[f"fail.{cn}.o{o}"] = int(m.alloc_failures[c, o])
+    out.update(fragmentation_scores(m))
     out["events"] = int(m.nr_events)
     return out
 
@@ -106,25 +142,51 @@ class RunResult:
     snapshots: list[tuple[int, str, dict[str, str]]]
     summary: dict[str, Any]
     interrupted: str | None = None
+    memmaps: list[MemMapFrame] = field(default_factory=list)
+    """Memory maps of the machine at evenly spaced samples (:func:`memmap_frame_indices`)."""
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def memmap_frame_indices(n_samples: int, max_frames: int = MAX_MEMMAP_FRAMES) -> set[int]:
+    """The samples (0 .. n_samples - 1) that also store a memory map: all of them when there
+    are at most ``max_frames``, else ``max_frames`` evenly spaced ones, first and last
+    included (none when ``max_frames`` is 0)."""
+    if max_frames <= 0 or n_samples <= 0:
+        return set()
+    if n_samples <= max_frames:
+        return set(range(n_samples))
+    if max_frames == 1:
+        return {n_samples - 1}
+    return {round(k * (n_samples - 1) / (max_frames - 1)) for k in range(max_frames)}
 
 
 def run_scenario(
     sc: Scenario,
     *,
     progress: Callable[[Progress], None] | None = None,
+    memmap_frames: int = MAX_MEMMAP_FRAMES,
 ) -> RunResult:
-    """Run a loaded scenario (its duration, sampling and snapshots, its seed). A
+    """Run a loaded scenario (its duration, sampling and snapshots, its seed), storing a
+    memory map at up to ``memmap_frames`` evenly spaced samples (and at the end). A
     KeyboardInterrupt stops the run; the result then says where (``interrupted``) and the
     caller records nothing."""
+    from fragsim.viz.memmap import memmap_frame
+
     until = sc.scenario.duration_ns
     sim = build_simulation(sc)
     rows: list[dict[str, int]] = []
     snaps: list[tuple[int, str, dict[str, str]]] = []
+    frames: list[MemMapFrame] = []
+    every = sc.scenario.sample_every_ns
+    # samples at 0, every, 2 every, ... <= until, and one at the end if that is not one of them
+    n_samples = until // every + 1 + (1 if until % every else 0)
+    frame_at = memmap_frame_indices(n_samples, memmap_frames)
 
     def on_sample(s: Simulation) -> None:
         row = sample_metrics(s)
         row["t_ns"] = s.now
+        if len(rows) in frame_at:
+            frames.append(memmap_frame(s.machine, s.now))
         rows.append(row)
 
     stages = {t: name for w in sim.workloads for t, name in w.stages().items()}
@@ -148,6 +210,9 @@ def run_scenario(
         done = Progress(sim.now, until, sim.machine.nr_events, time.perf_counter() - t0)
     if interrupted is None and (not rows or rows[-1]["t_ns"] != sim.now):
         on_sample(sim)  # the end state
+    last = rows[-1]["t_ns"] if rows else None
+    if interrupted is None and memmap_frames > 0 and (not frames or frames[-1].t_ns != last):
+        frames.append(memmap_frame(sim.machine, sim.now))  # a run that stopped early
     return RunResult(
         scenario=sc,
         sim_ns=done.now_ns,
@@ -157,6 +222,7 @@ def run_scenario(
         snapshots=snaps,
         summary=summarize(sim, done),
         interrupted=interrupted,
+        memmaps=frames,
     )
 
 

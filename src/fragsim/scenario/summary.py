@@ -11,7 +11,7 @@ from fragsim.mm.machine import GFP_CLASSES
 from fragsim.scenario.engine import Progress
 from fragsim.scenario.units import format_duration
 
-__all__ = ["ProgressBar", "explain", "format_summary"]
+__all__ = ["ProgressBar", "diff", "explain", "format_summary", "summary_tables"]
 
 ORDERS = range(11)
 
@@ -22,18 +22,29 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _table(title: str, rows: list[tuple[str, list[Any]]], labels: list[str]) -> list[str]:
+Row = tuple[str, list[Any]]
+
+
+def diff(vals: list[Any]) -> str:
+    """The difference column: last run minus the first (``+3``, ``-0.250``), or empty when
+    either is not a number."""
+    a, b = vals[0], vals[-1]
+    if not (isinstance(a, (int, float)) and isinstance(b, (int, float))):
+        return ""
+    d = b - a
+    return f"{d:+.3f}" if isinstance(d, float) else f"{d:+d}"
+
+
+def _table(title: str, rows: list[Row], labels: list[str]) -> list[str]:
     """Rows of numbers, one column per run, and a difference column (last - first) when
     there are two or more runs."""
-    diff = len(labels) > 1
-    head = ["", *labels] + (["diff"] if diff else [])
+    with_diff = len(labels) > 1
+    head = ["", *labels] + (["diff"] if with_diff else [])
     body = []
     for name, vals in rows:
         cells = [name, *(_fmt(v) for v in vals)]
-        if diff:
-            a, b = vals[0], vals[-1]
-            d = b - a if isinstance(a, (int, float)) and isinstance(b, (int, float)) else ""
-            cells.append(f"{d:+.3f}" if isinstance(d, float) else (f"{d:+d}" if d != "" else ""))
+        if with_diff:
+            cells.append(diff(vals))
         body.append(cells)
     widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
     out = [f"{title}", "  " + "  ".join(h.rjust(w) for h, w in zip(head, widths, strict=True))]
@@ -42,12 +53,13 @@ def _table(title: str, rows: list[tuple[str, list[Any]]], labels: list[str]) -> 
     return out
 
 
-def format_summary(summaries: list[dict[str, Any]], labels: list[str]) -> str:
-    """The summary tables of one or more runs."""
+def summary_tables(summaries: list[dict[str, Any]]) -> list[tuple[str, list[Row]]]:
+    """The summary of one or more runs as (title, rows) tables, each row a name and one value
+    per run: what :func:`format_summary` prints and the HTML report shows."""
     s0 = summaries[0]
-    out: list[str] = []
+    tables: list[tuple[str, list[Row]]] = []
     # allocation failures by order and class (only the rows that have attempts)
-    rows: list[tuple[str, list[Any]]] = []
+    rows: list[Row] = []
     for cn in GFP_CLASSES:
         for o in ORDERS:
             att = [s["alloc"][cn]["attempts"][o] for s in summaries]
@@ -56,15 +68,12 @@ def format_summary(summaries: list[dict[str, Any]], labels: list[str]) -> str:
             fail = [s["alloc"][cn]["failures"][o] for s in summaries]
             rows.append((f"{cn} order {o} failed", fail))
             rows.append((f"{cn} order {o} requests", att))
-    out += _table("Allocations (requests and failures by GFP class and order)", rows, labels)
-    out.append("")
+    tables.append(("Allocations (requests and failures by GFP class and order)", rows))
     comp = [(k, [s["compaction"][k] for s in summaries]) for k in s0["compaction"]]
-    out += _table("Compaction and migration", comp, labels)
-    out.append("")
+    tables.append(("Compaction and migration", comp))
     rec = [(k, [s["reclaim"][k] for s in summaries]) for k in s0["reclaim"]]
-    out += _table("Reclaim", rec, labels)
-    out.append("")
-    drows: list[tuple[str, list[Any]]] = []
+    tables.append(("Reclaim", rec))
+    drows: list[Row] = []
     for name in s0["drivers"]:
         if "migrated" not in s0["drivers"][name]:
             continue
@@ -74,9 +83,8 @@ def format_summary(summaries: list[dict[str, Any]], labels: list[str]) -> str:
         for k in ("migrated", "failed"):
             drows.append((f"{name} pages {k}", [s["drivers"][name][k] for s in summaries]))
     if drows:
-        out += _table("Pages migrated per driver", drows, labels)
-        out.append("")
-    frows: list[tuple[str, list[Any]]] = []
+        tables.append(("Pages migrated per driver", drows))
+    frows: list[Row] = []
     for o in ORDERS:
         frows.append((f"order {o} free blocks", [s["free_blocks"][o] for s in summaries]))
     for o in (1, 2, 3, 4, 9):
@@ -89,23 +97,31 @@ def format_summary(summaries: list[dict[str, Any]], labels: list[str]) -> str:
                 [s["fragmentation_index"][o] / 1000 for s in summaries],
             )
         )
-    out += _table("Free memory at the end (all zones)", frows, labels)
-    out.append("")
-    wrows: list[tuple[str, list[Any]]] = []
+    tables.append(("Free memory at the end (all zones)", frows))
+    wrows: list[Row] = []
     for wname, w in s0["workloads"].items():
         for k in w:
             if isinstance(w[k], (int, float)):
                 wrows.append((f"{wname} {k}", [s["workloads"][wname][k] for s in summaries]))
     if wrows:
-        out += _table("Workloads", wrows, labels)
-        out.append("")
-    speed = [
+        tables.append(("Workloads", wrows))
+    speed: list[Row] = [
         ("simulated", [format_duration(s["sim_ns"]) for s in summaries]),
         ("events", [s["events"] for s in summaries]),
         ("wall seconds", [s["wall_s"] for s in summaries]),
         ("events per second", [s["events_per_s"] for s in summaries]),
     ]
-    out += _table("Run", speed, labels)
+    tables.append(("Run", speed))
+    return tables
+
+
+def format_summary(summaries: list[dict[str, Any]], labels: list[str]) -> str:
+    """The summary tables of one or more runs."""
+    out: list[str] = []
+    for title, rows in summary_tables(summaries):
+        if out:
+            out.append("")
+        out += _table(title, rows, labels)
     if len(summaries) > 1:
         out += ["", *explain(summaries, labels)]
     return "\n".join(out) + "\n"

@@ -13,14 +13,17 @@ tables, images and time sliders, in the order they were added. A time slider
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import json
 import os
 import re
 import struct
+import uuid
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 import numpy as np
@@ -236,9 +239,20 @@ class Report:
         )
 
     def write(self, path: str | os.PathLike[str]) -> None:
-        """Write :meth:`html` to ``path`` (UTF-8)."""
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(self.html())
+        """Write :meth:`html` to ``path`` (UTF-8) atomically: into a new file next to it
+        (created with the usual permissions), then renamed over it, so a failure leaves the
+        old file whole and no partial one."""
+        text = self.html()
+        dest = Path(path)
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            with open(tmp, "x", encoding="utf-8") as fh:
+                fh.write(text)
+            os.replace(tmp, dest)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
 
 
 def memmaps(

@@ -18,6 +18,10 @@ Both become a :class:`MemMap` (a :class:`MapKind` per pfn, a migratetype per pag
 down), otherwise one small tile per pageblock drawn as a stacked bar of its page kinds
 (aggregated mode). :func:`memmap_figure` adds titles and a legend with matplotlib (optional
 extra ``fragsim[plot]``) for a PNG; an HTML report embeds :func:`render`'s array directly.
+
+A run stores maps of its machine as it goes (:func:`memmap_frame`, a kind per pfn or, past
+:data:`FRAME_MAX_PAGES`, kind counts per pageblock, in the results database);
+:func:`frame_memmap` turns a stored frame back into a :class:`MemMap`.
 """
 
 from __future__ import annotations
@@ -61,8 +65,10 @@ if TYPE_CHECKING:
 
     from fragsim.analysis.inspect import Snapshot
     from fragsim.mm.machine import Machine
+    from fragsim.results import MemMapFrame
 
 __all__ = [
+    "FRAME_MAX_PAGES",
     "KIND_COLOURS",
     "KIND_LABELS",
     "MIGRATETYPE_COLOURS",
@@ -73,11 +79,13 @@ __all__ = [
     "Rendered",
     "classify_kpageflags",
     "classify_machine",
+    "frame_memmap",
     "infer_free_order",
     "kind_counts",
     "legend",
     "map_notes",
     "memmap_figure",
+    "memmap_frame",
     "memmap_from_machine",
     "memmap_from_snapshot",
     "render",
@@ -219,6 +227,9 @@ class MemMap:
     """(name, start pfn, end pfn) of each populated zone."""
     notes: tuple[str, ...] = ()
     """How the kinds or migratetypes were derived, where it is not exact."""
+    start_pfn: int = 0
+    """The pfn of ``kinds[0]`` (a pageblock boundary; a stored run frame leaves out the pfns
+    below the first zone)."""
 
     def counts(self) -> npt.NDArray[np.int64]:
         """Pages of every :class:`MapKind`, indexed by kind."""
@@ -706,3 +717,89 @@ def write_png(
     """Write :func:`memmap_figure` of ``maps`` as a PNG file."""
     fig = memmap_figure(maps, titles, mode=mode)
     fig.savefig(os.fspath(path), dpi=fig.dpi, format="png")
+
+
+# --------------------------------------------------------------------------------------------
+# Memory maps through a run (stored in the results database)
+
+#: machines with more pages than this store per-pageblock kind counts, not a kind per page (the
+#: same size at which :func:`render` switches to drawing pageblocks, so the picture is the same)
+FRAME_MAX_PAGES: Final = 1 << 20
+
+
+def memmap_frame(m: Machine, t_ns: int, *, max_pages: int = FRAME_MAX_PAGES) -> MemMapFrame:
+    """The memory map of a simulated machine now, in the compact form a run stores
+    (:class:`fragsim.results.MemMapFrame`): a kind per pfn from the first zone's pageblock on
+    (``info["start_pfn"]``), or, for machines of more than ``max_pages`` pages, the pages of
+    each kind per pageblock."""
+    from fragsim.results import MemMapFrame
+
+    mm = memmap_from_machine(m)
+    pbo = mm.pageblock_order
+    per = 1 << pbo
+    # the pfns below the first zone hold no memory (an ARM machine's RAM starts at 1 or 2 GiB):
+    # leave them out, from a pageblock boundary
+    start = min((a for _, a, _ in mm.zones), default=0) // per * per
+    info: dict[str, Any] = {"source": mm.source, "zones": [list(z) for z in mm.zones]}
+    if start:
+        info["start_pfn"] = start
+    if mm.driver_names:
+        info["driver_names"] = list(mm.driver_names)
+    names = tuple(k.name for k in MapKind)
+    kinds = mm.kinds[start:]
+    npages = int(kinds.size)
+    nb = -(-npages // per)
+    mt = mm.pageblock_mt[start >> pbo :][:nb].astype(np.int8)
+    if npages <= max_pages:
+        return MemMapFrame(t_ns, "page", npages, pbo, names, kinds.copy(), mt, info)
+    block = np.arange(npages, dtype=np.int64) >> pbo
+    counts = np.bincount(block * NR_MAP_KINDS + kinds, minlength=nb * NR_MAP_KINDS)
+    return MemMapFrame(
+        t_ns,
+        "pageblock",
+        npages,
+        pbo,
+        names,
+        counts.reshape(nb, NR_MAP_KINDS).astype(np.uint32),
+        mt,
+        info,
+    )
+
+
+def frame_memmap(f: MemMapFrame) -> MemMap:
+    """The :class:`MemMap` of a stored frame. Kinds are matched by name (a kind this fragsim
+    does not know becomes other kernel pages). A per-pageblock frame gives each pageblock its
+    pages sorted by kind: exact in pageblock mode, which is how :func:`render` draws maps that
+    big."""
+    lut = np.array(
+        [MapKind[n] if n in MapKind.__members__ else MapKind.OTHER_KERNEL for n in f.kinds],
+        np.uint8,
+    )
+    notes: tuple[str, ...] = ()
+    if f.resolution == "page":
+        kinds = lut[f.data]
+    else:
+        counts = f.data.astype(np.int64)
+        if int(counts.sum()) != f.npages:
+            from fragsim.errors import FragsimError
+
+            raise FragsimError(
+                f"memory-map frame at {f.t_ns} ns: its pageblock counts add up to "
+                f"{int(counts.sum())} pages, not {f.npages}"
+            )
+        kinds = np.repeat(np.tile(lut, counts.shape[0]), counts.ravel())
+        notes = ("recorded per pageblock (pages of each kind), not per page",)
+    zones = tuple((str(n), int(a), int(b)) for n, a, b in f.info.get("zones", []))
+    start = int(f.info.get("start_pfn", 0))
+    if start:
+        notes += (f"pfns 0-{start - 1} (below the first zone, no memory) are not drawn",)
+    return MemMap(
+        kinds=kinds.astype(np.uint8),
+        pageblock_order=f.pageblock_order,
+        pageblock_mt=f.pageblock_mt.astype(np.int8),
+        source=str(f.info.get("source", "simulated machine")),
+        driver_names=tuple(f.info.get("driver_names", ())),
+        zones=zones,
+        notes=notes,
+        start_pfn=start,
+    )
