@@ -92,3 +92,19 @@ def test_kernel_profile_errors_name_the_problem() -> None:
         kernel_profile("6.1", boost=False)
     assert kernel_profile("6.1", watermark_boost=False).name == "6.1[watermark_boost=off]"
     assert np.all(Machine("flat:8192").state.prm[I.P_BOOST_FACTOR] == 15000)
+
+
+def test_a_profile_name_carries_its_switches() -> None:
+    """What a scenario file's [machine] kernel holds: the name a changed profile prints."""
+    p = kernel_profile("6.1[watermark_boost=off, pcp_high_order=off]")
+    assert (p.watermark_boost, p.pcp_high_order, p.alloc_nofragment) == (False, False, True)
+    assert p.name == "6.1[pcp_high_order=off,watermark_boost=off]"
+    assert kernel_profile(p.name) == p
+    m = Machine("flat:8192", nr_cpus=1, kernel=p.name)
+    assert not m.kernel.watermark_boost and m.state.prm[I.P_BOOST_FACTOR] == 0
+    with pytest.raises(ConfigError, match="'watermark_boost=no' is not SWITCH=on or SWITCH=off"):
+        kernel_profile("6.1[watermark_boost=no]")
+    with pytest.raises(ConfigError, match="unknown switch 'boost'"):
+        kernel_profile("6.1[boost=off]")
+    with pytest.raises(ConfigError, match="'4.4' is not modelled"):
+        kernel_profile("4.4[watermark_boost=off]")

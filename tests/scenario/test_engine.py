@@ -86,7 +86,7 @@ GOLDEN_SMALL = {
     "lmk_kills": 1,
     "pswpout": 7972,
     "pgmigrate_success": 4071,
-    "events": 72626,
+    "events": 88689,
 }
 
 

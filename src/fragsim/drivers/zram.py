@@ -132,6 +132,8 @@ class Zram(MemoryUser):
         self.table_size = np.zeros(nr, np.int32)  # obj_size
         self.table_flags = np.zeros(nr, np.int8)  # ZRAM_SAME / ZRAM_HUGE
         self.used = np.zeros(nr, bool)
+        self._nr_used = 0
+        self._low_free = 0  # no slot below it is free
         # struct zram_stats
         self.compr_data_size = 0
         self.pages_stored = 0
@@ -214,8 +216,10 @@ class Zram(MemoryUser):
         lens = comp[nz].astype(np.int64)
         lens[lens >= self.mem_pool.huge_class_size] = PAGE_SIZE
         handles = np.full(nz.size, -1, np.int64)
+        pool = self.mem_pool
+        cidx = pool.class_indexes(lens)
         i = 0
-        while (i := self.mem_pool.zs_malloc_run(lens, handles, i, self.limit_pages)) < nz.size:
+        while (i := pool.zs_malloc_run(lens, handles, i, self.limit_pages, cidx)) < nz.size:
             handles[i] = self._store_object(int(lens[i]))
             i += 1
         stored = handles >= 0
@@ -233,6 +237,7 @@ class Zram(MemoryUser):
         self.table_handle[s] = handles[stored]
         self.table_size[s] = ln
         self.used[slots[ok]] = True
+        self._nr_used += int(ok.sum())
         self.pages_stored += int(ok.sum())
         return ok
 
@@ -255,6 +260,9 @@ class Zram(MemoryUser):
         self.table_handle[slots] = -1
         self.table_size[slots] = 0
         self.used[slots] = False
+        self._nr_used -= slots.size
+        if slots.size:
+            self._low_free = min(self._low_free, int(slots.min()))
 
     # ------------------------------------------------------------------ the swap device
     def nr_slots(self) -> int:
@@ -262,7 +270,24 @@ class Zram(MemoryUser):
         return int(self.used.size)
 
     def nr_free_slots(self) -> int:
-        return int(self.used.size - np.count_nonzero(self.used))
+        return int(self.used.size - self._nr_used)
+
+    def _lowest_free(self, count: int) -> npt.NDArray[np.int64]:
+        """The ``count`` lowest free slots (fewer if the disk is fuller), searched from the
+        lowest slot that can be free, a window at a time."""
+        used, n = self.used, self.used.size
+        start = self._low_free
+        found: list[npt.NDArray[np.int64]] = []
+        have = 0
+        while have < count and start < n:
+            end = min(n, start + max(4 * count, 1024))
+            f = np.flatnonzero(~used[start:end]) + start
+            if not have:
+                self._low_free = int(f[0]) if f.size else end
+            found.append(f[: count - have])
+            have += found[-1].size
+            start = end
+        return np.concatenate(found) if found else np.zeros(0, np.int64)
 
     def swap_out(self, count: int) -> npt.NDArray[np.int64]:
         """Store ``count`` pages: the slot of each, -1 where it could not be stored (the disk is
@@ -273,7 +298,7 @@ class Zram(MemoryUser):
         count = int(count)
         same = self.rng.random(count) < self.same_filled
         comp = self._sizes[self.rng.choice(self._sizes.size, size=count, p=self._p)]
-        free = np.flatnonzero(~self.used)[:count]
+        free = self._lowest_free(count)
         out = np.full(count, -1, np.int64)
         ok = self._write(free, same[: free.size], comp[: free.size])
         out[: free.size][ok] = free[ok]

@@ -751,7 +751,7 @@ class ZsPool(MovableDriver):
         offset = obj_idx * size
         return self.pfn(int(self._zs[z, Z_PAGE + (offset >> PAGE_SHIFT)])), offset & (PAGE_SIZE - 1)
 
-    def _class_indexes(self, sizes: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    def class_indexes(self, sizes: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         """size_class[get_size_class_index(size + ZS_HANDLE_SIZE)].index for each size."""
         x = sizes + ZS_HANDLE_SIZE
         idx = np.where(x > ZS_MIN_ALLOC_SIZE, -(-(x - ZS_MIN_ALLOC_SIZE) // ZS_SIZE_CLASS_DELTA), 0)
@@ -797,19 +797,21 @@ class ZsPool(MovableDriver):
         out: npt.NDArray[np.int64],
         start: int = 0,
         limit_pages: int = 0,
+        cidx: npt.NDArray[np.int64] | None = None,
     ) -> int:
         """zs_malloc() (6.1) of ``sizes[start:]`` in turn into ``out``, compiled, while each
         object finds room in a zspage (no page allocation) and the pool is not over
         ``limit_pages`` (> 0); returns the index of the first object not stored
         (``sizes.size``: all). ``zs_malloc`` stores that one; zram's write path applies its
-        retry and mem_limit rules to it."""
+        retry and mem_limit rules to it. ``cidx``: the sizes' class indexes
+        (``class_indexes``), when the caller has them."""
         if self._sc[SC_HTOP] == 0:
             self._grow_handles()
         self._sc[SC_LIMIT] = limit_pages
         return int(
             _zs_malloc_run(
                 self._cl, self._zs, self._ob, self._hd, self._hfree, self._sc,
-                self._class_indexes(sizes), sizes, out, start,
+                self.class_indexes(sizes) if cidx is None else cidx, sizes, out, start,
             )
         )  # fmt: skip
 
@@ -818,16 +820,16 @@ class ZsPool(MovableDriver):
         new zspage was needed and its pages could not be allocated (-ENOMEM)."""
         s = np.array([size], np.int64)
         self._check_sizes(s)
-        return self._malloc_slow(int(self._class_indexes(s)[0]), size, gfp)
+        return self._malloc_slow(int(self.class_indexes(s)[0]), size, gfp)
 
     def zs_malloc_batch(self, sizes: npt.ArrayLike, gfp: int) -> npt.NDArray[np.int64]:
         """zs_malloc() for each size in turn (the kernel's order); handles, -1 where it failed."""
         s = np.asarray(sizes, np.int64).reshape(-1)
         self._check_sizes(s)
         out = np.full(s.size, -1, np.int64)
-        cidx = self._class_indexes(s)
+        cidx = self.class_indexes(s)
         i = 0
-        while (i := self.zs_malloc_run(s, out, i)) < s.size:
+        while (i := self.zs_malloc_run(s, out, i, 0, cidx)) < s.size:
             out[i] = self._malloc_slow(int(cidx[i]), int(s[i]), gfp)
             i += 1
         return out

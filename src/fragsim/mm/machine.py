@@ -664,14 +664,22 @@ class Machine:
         """Run the kernel threads that were woken: kswapd (fragsim/mm/vmscan.py), then
         kcompactd (fragsim/mm/compaction.py), once each per node.
         SIMPLIFICATION: the daemons run between batches, not concurrently with them; a
-        scenario's batch length sets how soon they react."""
+        scenario's batch length sets how soon they react. The batches a daemon runs itself
+        (kswapd's shrinkers freeing pages) are part of its work: they do not run the daemons
+        again in the middle of it."""
         st = self.state
         now = int(st.prm[I.P_NOW])
-        for nid in range(self.nr_nodes):
-            if st.nd[nid, I.ND_KSWAPD_AWAKE]:
-                vmscan.kswapd(self, nid)
-            if st.nd[nid, I.ND_KCOMPACTD_AWAKE]:
-                c.kcompactd(self, nid, now)
+        self._depth += 1
+        try:
+            for nid in range(self.nr_nodes):
+                if st.nd[nid, I.ND_KSWAPD_AWAKE]:
+                    vmscan.kswapd(self, nid)
+                if st.nd[nid, I.ND_KCOMPACTD_AWAKE]:
+                    c.kcompactd(self, nid, now)
+        finally:
+            self._depth -= 1
+            if self.debug and self._depth == 0:
+                check_invariants(self)
 
     def advance(self, now_ns: int) -> None:
         """Move the simulated clock to ``now_ns`` and run what is due: the flusher (dirty file
@@ -683,8 +691,14 @@ class Machine:
         st.prm[I.P_NOW] = now_ns
         vmscan.writeback(self)
         self.run_daemons()
-        for nid in range(self.nr_nodes):
-            c.kcompactd(self, nid, now_ns)
+        self._depth += 1  # kcompactd's batches do not run the daemons again
+        try:
+            for nid in range(self.nr_nodes):
+                c.kcompactd(self, nid, now_ns)
+        finally:
+            self._depth -= 1
+            if self.debug and self._depth == 0:
+                check_invariants(self)
 
     def _run(
         self,

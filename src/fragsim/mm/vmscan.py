@@ -283,6 +283,7 @@ def shrink_inactive_list(m: Machine, nid: int, nr_to_scan: int, sc: ScanControl,
         m.shadow[owners] = workingset.workingset_eviction(m, nid, f[evict])
         m.handles[owners] = -1
         freed = pa.free_isolated_folios(st, gone, len(gone), 0)
+        m.nr_events += len(gone)  # the page allocator's frees (mm_page_free), not a batch's rows
     else:
         freed = 0
     back = pfns[~evict]

@@ -5,8 +5,9 @@ scenario file has five sections::
 
     [scenario]                      # name (default: the file's stem), description, duration,
     duration = "3d"                 # seed, sample_every, snapshots (durations or "end"), batch
-    [machine]                       # profile (fragsim.profiles), kernel, and any field of
-    profile = "x86_64-1g"           # MachineProfile to override (nr_cpus, config_thp, ...)
+    [machine]                       # profile (fragsim.profiles), kernel ("6.1", or with older
+    profile = "x86_64-1g"           # rules: "6.1[watermark_boost=off]"), and any field of
+                                    # MachineProfile to override (nr_cpus, config_thp, ...)
     [sysctl]                        # vm tunables by sysctl name, with or without "vm."
     "vm.swappiness" = 100
     [drivers.gpu]                   # one table per driver instance; the key is its name
@@ -1190,7 +1191,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     """Print the built-in scenarios, machine and kernel profiles, workloads and drivers."""
     from fragsim.drivers import DRIVERS
     from fragsim.drivers.loader import import_builtin_drivers
-    from fragsim.profiles import KERNELS, PROFILES
+    from fragsim.profiles import KERNELS, PROFILES, KernelProfile
 
     import_builtin_drivers()
     out = ["Scenarios (fragsim show NAME):"]
@@ -1202,6 +1203,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     )
     out += ["", "Kernel profiles ([machine] kernel):"]
     out += _rows([(n, f"Linux {n}") for n in KERNELS])
+    switches = [f for f in KernelProfile.__dataclass_fields__ if f != "name"]
+    out.append(
+        "  NAME[SWITCH=off,...]  an older rule on the named kernel (what-if); switches: "
+        + ", ".join(switches)
+    )
     out += ["", "Workloads ([[workloads]] type):"]
     out += _rows([(n, _first_line(w)) for n, w in sorted(workload_registry().items())])
     out += ["", "Drivers ([drivers.NAME] type):"]

@@ -292,6 +292,12 @@ def summarize(sim: Simulation, done: Progress) -> dict[str, Any]:
         },
         "drivers": drivers,
         "free_blocks": [int(x) for x in nr_free],
+        "pageblock_order": m.pageblock_order,
+        "pageblocks": {
+            mtn: int(sum(vmstat.pageblock_counts(m, z)[mt] for z in zones))
+            for mt, mtn in enumerate(MIGRATETYPE_NAMES)
+            if mtn != "CMA" or m.profile.config_cma
+        },
         "unusable_index": unusable,
         "fragmentation_index": frag,
         "workloads": {w.name: w.summary() for w in sim.workloads},

@@ -98,6 +98,12 @@ def summary_tables(summaries: list[dict[str, Any]]) -> list[tuple[str, list[Row]
             )
         )
     tables.append(("Free memory at the end (all zones)", frows))
+    if all("pageblocks" in s for s in summaries):  # runs recorded before it have none
+        prows: list[Row] = [
+            (f"{mtn} pageblocks", [s["pageblocks"].get(mtn, 0) for s in summaries])
+            for mtn in s0["pageblocks"]
+        ]
+        tables.append(("Pageblocks by migratetype at the end (all zones)", prows))
     wrows: list[Row] = []
     for wname, w in s0["workloads"].items():
         for k in w:
@@ -158,11 +164,45 @@ def explain(summaries: list[dict[str, Any]], labels: list[str]) -> list[str]:
             f"{fb} of {rb} ({pb:.2f} %) with {lb}."
         )
     lines.append(f"  Free blocks of order 3 or more at the end: {ha} with {la}, {hb} with {lb}.")
+    pbo = a.get("pageblock_order")
+    if pbo is not None:
+        ba, bb = sum(a["free_blocks"][pbo:]), sum(b["free_blocks"][pbo:])
+        lines.append(
+            f"  Free blocks of a whole pageblock or more (order {pbo}+): {ba} with {la}, "
+            f"{bb} with {lb}."
+        )
     lines.append(
         f"  Compaction: {ma} pages migrated and {wa} kcompactd wake-ups with {la}; "
         f"{mb} and {wb} with {lb}."
     )
+    if "pageblocks" in a and "pageblocks" in b:
+        ua, ub = a["pageblocks"].get("Unmovable", 0), b["pageblocks"].get("Unmovable", 0)
+        lines.append(f"  Unmovable pageblocks at the end: {ua} with {la}, {ub} with {lb}.")
+        lines += _why(a, b, la, lb, ua, ub)
     return lines
+
+
+def _why(a: dict[str, Any], b: dict[str, Any], la: str, lb: str, ua: int, ub: int) -> list[str]:
+    """The mechanism behind the numbers, when they show it: a run whose unmovable allocations
+    took more pageblocks and whose compaction worked harder (Linux 6.1's answer to a fallback:
+    boost_watermark wakes kswapd, kswapd wakes kcompactd)."""
+    ma, mb = a["compaction"]["pgmigrate_success"], b["compaction"]["pgmigrate_success"]
+    wa, wb = a["compaction"]["compact_daemon_wake"], b["compaction"]["compact_daemon_wake"]
+    for (lx, ux, mx, wx), (ly, uy, my, wy) in (
+        ((la, ua, ma, wa), (lb, ub, mb, wb)),
+        ((lb, ub, mb, wb), (la, ua, ma, wa)),
+    ):
+        if ux > uy and mx > 2 * my and wx > wy:
+            return [
+                f"  Why: with {lx}, unmovable allocations spread over {ux - uy} more "
+                "pageblocks: they fell back into movable pageblocks and claimed them. In "
+                "Linux 6.1 such a fallback boosts the watermarks (boost_watermark), which wakes "
+                f"kswapd and then kcompactd: {wx} kcompactd runs migrated {mx} pages to rebuild "
+                f"free blocks, against {wy} runs and {my} pages with {ly}. That work, not the "
+                "layout, is what keeps free blocks of a few pages available; the blocks of a "
+                "whole pageblock survive where no unmovable page was scattered."
+            ]
+    return []
 
 
 class ProgressBar:
