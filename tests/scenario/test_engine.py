@@ -84,9 +84,9 @@ GOLDEN_SMALL = {
     "launches": 9,
     "switches": 46,
     "lmk_kills": 1,
-    "pswpout": 7972,
+    "pswpout": 8044,
     "pgmigrate_success": 4071,
-    "events": 88689,
+    "events": 88913,
 }
 
 

@@ -708,26 +708,36 @@ class ZsPool(MovableDriver):
             SetPagesMovable(self.machine, self.pfns(zspage.pages), self)
 
     def __free_zspage(self, cls: SizeClass, zspage: ZsPage) -> None:
-        """__free_zspage() (6.1): OBJ_ALLOCATED goes down, then the pages (_free_pages)."""
+        """__free_zspage() (6.1): OBJ_ALLOCATED goes down, then the pages (_release)."""
         self._cl[cls.index, C_STATS + OBJ_ALLOCATED] -= cls.objs_per_zspage
-        self._free_pages(cls, zspage)
+        self._release([zspage.id])
 
-    def _free_pages(self, cls: SizeClass, zspage: ZsPage) -> None:
-        """__free_zspage()'s pages (6.1): reset each page (__ClearPageMovable,
-        ClearPagePrivate), NR_ZSPAGES--, put_page; pages_allocated goes down."""
+    def _release(self, zids: list[int]) -> None:
+        """__free_zspage()'s pages (6.1) for zspages, in the order they were freed: reset each
+        page (__ClearPageMovable, ClearPagePrivate), NR_ZSPAGES--, put_page, in one batch (the
+        callers allocate nothing in between, so the buddy allocator sees the same frees in the
+        same order); pages_allocated goes down and the zspage records are recycled."""
+        if not zids:
+            return
         m = self.machine
-        pages = zspage.pages
+        chains = []
+        for z in zids:
+            cls = self.size_class[int(self._zs[z, Z_CLS])]
+            chain = self._zs[z, Z_PAGE : Z_PAGE + cls.pages_per_zspage].copy()
+            chains.append(chain)
+            for h in chain:
+                del self._subpage[int(h)]
+            self._sc[SC_PAGES] -= cls.pages_per_zspage
+            self._views.pop(z, None)
+            _list_add(self._zs, z, cls.index * _NR_LISTS + _RECYCLE)
+        pages = np.concatenate(chains)
         pfns = self.pfns(pages)
-        for p in pfns:
-            m.mod_zone_page_state(self._zone(int(p)), "nr_zspages", -1)
+        zones = m.state.zoneid[pfns].astype(np.int64)
+        for zone, n in enumerate(np.bincount(zones)):
+            if n:
+                m.mod_zone_page_state(zone, "nr_zspages", -int(n))
         m.state.flags[pfns] &= ~PG_private
-        for h in pages:
-            del self._subpage[h]
         self.free_pages(pages)  # reset_page's __ClearPageMovable, then put_page
-        self._sc[SC_PAGES] -= cls.pages_per_zspage
-        z = zspage.id
-        del self._views[z]
-        _list_add(self._zs, z, cls.index * _NR_LISTS + _RECYCLE)
 
     def free_zspage(self, cls: SizeClass, zspage: ZsPage) -> None:
         """free_zspage() (6.1): trylock_zspage (always succeeds here), off the EMPTY list,
@@ -849,18 +859,24 @@ class ZsPool(MovableDriver):
         self.zs_free_batch([handle])
 
     def zs_free_batch(self, handles: npt.ArrayLike) -> None:
-        """zs_free() for each handle in turn (compiled, back in Python to free a zspage)."""
+        """zs_free() for each handle in turn (compiled); the emptied zspages' pages are freed
+        after the batch, in the order they emptied."""
         h = np.asarray(handles, np.int64).reshape(-1)
         self._check_handles(h)
         i = 0
+        emptied: list[int] = []
         while i < h.size:
             self._sc[SC_EMPTIED] = -1
             i = int(
                 _zs_free_run(self._cl, self._zs, self._ob, self._hd, self._hfree, self._sc, h, i)
             )
             z = int(self._sc[SC_EMPTIED])
-            if z >= 0:
-                self.free_zspage(self.size_class[int(self._zs[z, Z_CLS])], self._view(z))
+            if z >= 0:  # free_zspage(): off the EMPTY list, OBJ_ALLOCATED down, then the pages
+                c = int(self._zs[z, Z_CLS])
+                _call(1, self._cl, self._zs, c, z, ZS_EMPTY)
+                self._cl[c, C_STATS + OBJ_ALLOCATED] -= self.size_class[c].objs_per_zspage
+                emptied.append(z)
+        self._release(emptied)
 
     def zs_get_total_pages(self) -> int:
         """zs_get_total_pages() (6.1): pages held by the pool."""
@@ -954,8 +970,7 @@ class ZsPool(MovableDriver):
         sources; returns the pages freed."""
         emptied = np.zeros(int(self._cl[cls.index, C_STATS : C_STATS + 4].sum()) + 1, np.int64)
         n = int(_zs_compact_class(self._cl, self._zs, self._ob, self._hd, cls.index, emptied))
-        for z in emptied[:n]:
-            self._free_pages(cls, self._view(int(z)))
+        self._release([int(z) for z in emptied[:n]])
         return n * cls.pages_per_zspage
 
     def zs_compact(self) -> int:
