@@ -79,6 +79,9 @@ class Processes(MemoryUser):
         self.pgd_order = pgd_order
         self.procs: dict[int, Process] = {}
         self._next_pid = 1
+        #: handles a swap-in is reading pages into: an OOM kill in the middle of that batch
+        #: leaves them to the swap-in (the batch goes on filling them)
+        self._reading = np.zeros(0, np.int64)
         if oom_killer:
             machine.hooks.oom_kill = self.out_of_memory
 
@@ -158,6 +161,8 @@ class Processes(MemoryUser):
         """Give back anonymous pages: resident ones freed, swap slots freed
         (free_swap_and_cache), the handles released."""
         m = self.machine
+        if self._reading.size:
+            hs = hs[~np.isin(hs, self._reading)]
         resident = m.handles[hs] >= 0
         res = hs[resident]
         rest = hs[~resident]
@@ -193,11 +198,18 @@ class Processes(MemoryUser):
         m.swap_entry[swapped] = -1
         flags = workingset_refault(m, 0, m.shadow[swapped], False) | ANON_FLAGS
         m.shadow[swapped] = -1
-        for fl in np.unique(flags):
-            sel = swapped[flags == fl]
-            self.alloc_pages(sel.size, GFP_HIGHUSER_MOVABLE, flags=int(fl), cpu=cpu, into=sel)
+        self._reading = swapped
+        try:
+            for fl in np.unique(flags):
+                sel = swapped[flags == fl]
+                self.alloc_pages(sel.size, GFP_HIGHUSER_MOVABLE, flags=int(fl), cpu=cpu, into=sel)
+        finally:
+            self._reading = np.zeros(0, np.int64)
         m.count_vm_event("pgfault", len(swapped))
-        if pid not in self.procs:  # killed meanwhile: exit() gave the pages and handles back
+        if pid not in self.procs:
+            # killed meanwhile: exit() gave back everything but these, which the batch went
+            # on filling; their pages (some maybe swapped out again) and the old slots go now
+            self._drop(swapped)
             m.swap.swap_free(slots)
             return len(swapped)
         got = m.handles[swapped] >= 0
