@@ -107,7 +107,7 @@ def test_grid_and_variants_expand_in_order() -> None:
 def test_sweep_from_run_args_matches_the_equivalent_file(tmp_path: Path) -> None:
     spec = sweep_from_args(
         str(SCEN),
-        ["drivers.gpu.movable=false,true", 'scenario.batch=64,128'],
+        ["drivers.gpu.movable=false,true", "scenario.batch=64,128"],
         "0..2",
         sets=["sysctl.vm.swappiness=60"],
         until="2min",
@@ -246,8 +246,10 @@ label = "default batch"
 "scenario.description" = "64 MiB test device"
 """,
     )
-    with pytest.raises(ConfigError, match="setting 'default batch': gives the same configuration "
-                       "as setting 'as is'"):
+    with pytest.raises(
+        ConfigError,
+        match="setting 'default batch': gives the same configuration as setting 'as is'",
+    ):
         plan_sweep(load_sweep(f))
 
 
