@@ -109,7 +109,17 @@ def test_local_pool_sweep(local_db: Path, capsys: pytest.CaptureFixture[str]) ->
     ]
     # and the report reads it
     assert main(["sweep-report", "small", "--db", str(local_db), "--no-plot"]) == 0
-    assert "6 of 6 runs recorded" in capsys.readouterr().out
+    report = capsys.readouterr().out
+    assert "6 of 6 runs recorded" in report
+
+    # the short form plans the same runs: all of them recorded already; it ends with the report
+    args = ["run", str(FIX / "scenarios" / "small-android.toml"), "--until", "4min"]
+    args += ["--set", 'scenario.sample_every="1min"', "--sweep", "drivers.gpu.movable=false,true"]
+    assert main([*args, "--seeds", "1..3", "--db", str(local_db), "--sweep-name", "short"]) == 0
+    out = capsys.readouterr()
+    assert "sweep short done: 6 runs planned, 6 already recorded, 0 recorded now" in out.err
+    assert out.out == report.replace("sweep small:", "sweep short:", 1)
+    assert len(runs_by_key(db)) == 6
 
 
 def free_port() -> int:

@@ -101,13 +101,15 @@ def _execute(spec: SweepSpec, args: argparse.Namespace) -> int:
                 f"{st.label}: {len(runs)} runs, {done} recorded, config {runs[0].config_hash[:8]}"
             )
         return 0
-    scheduler = args.scheduler or spec.scheduler
+    # --workers on the command line means this machine, whatever the sweep file says
+    scheduler = args.scheduler or (None if args.workers else spec.scheduler)
     workers = args.workers or spec.workers
     bar = SweepProgress(spec.name, len(plan.runs), force=args.progress)
     out = run_sweep(plan, db, workers=workers, scheduler=scheduler, progress=bar)
     print(_outcome_text(out, db), file=sys.stderr)
     if out.interrupted:
         return 130
+    print(format_report(sweep_report(db, spec.name)), end="")
     return 1 if out.failed else 0
 
 

@@ -30,6 +30,7 @@ import concurrent.futures as cf
 import datetime as dt
 import multiprocessing
 import os
+import signal
 import socket
 import sys
 import tempfile
@@ -154,7 +155,11 @@ class LocalPool:
         self._ex = self._start()
 
     def _start(self) -> cf.ProcessPoolExecutor:
-        return cf.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        return cf.ProcessPoolExecutor(
+            self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_ignore_sigint,
+        )
 
     @property
     def slots(self) -> int:
@@ -181,6 +186,12 @@ class LocalPool:
         if cancel:
             self._terminate()
         self._ex.shutdown(wait=True, cancel_futures=cancel)
+
+
+def _ignore_sigint() -> None:
+    """Local workers leave Ctrl-C to the client, which terminates them (a terminal sends
+    SIGINT to the whole process group)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class DaskCluster:
@@ -399,6 +410,7 @@ def run_sweep(
                 else:
                     rid = _record(db, plan, task, result)
                     out.recorded.append(rid)
+                    bar.done, bar.running = len(out.recorded), len(inflight)
                     bar.log(
                         f"recorded run {rid} ({task.label}, seed {task.seed}) in "
                         f"{result['wall_s']:.1f} s on {result['worker']}"
@@ -442,6 +454,7 @@ def _failed(
         )
     else:
         out.failed.append((task.label, task.seed, error))
+        bar.failed = len(out.failed)
         bar.log(
             f"run {task.label}, seed {task.seed} FAILED (attempt {task.attempt} of {tries}): "
             f"{error}; not recorded, the sweep goes on"

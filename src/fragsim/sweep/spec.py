@@ -10,7 +10,7 @@ principle 12). A sweep file is TOML::
     until = "3h"                       # optional: replaces the scenario's duration
     set = ["sysctl.vm.swappiness=100"] # optional: --set overrides applied to every run
     workers = 2                        # optional: local processes (default: the machine's cores)
-    scheduler = "tcp://10.0.0.1:8786"  # optional: run on this Dask cluster instead
+    scheduler = "tcp://HOST:8786"      # optional: run on this Dask cluster instead
     retries = 1                        # optional: how often a failed run is tried again (0..5)
 
     [grid]                             # the product of these lists, first key slowest
