@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,8 @@ def _where_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--scheduler",
         metavar="tcp://HOST:PORT",
-        help="run on this Dask distributed cluster instead of local processes",
+        help="run on this Dask distributed cluster instead of local processes (default: the "
+        "sweep file's scheduler, else $FRAGSIM_SCHEDULER)",
     )
 
 
@@ -101,8 +103,11 @@ def _execute(spec: SweepSpec, args: argparse.Namespace) -> int:
                 f"{st.label}: {len(runs)} runs, {done} recorded, config {runs[0].config_hash[:8]}"
             )
         return 0
-    # --workers on the command line means this machine, whatever the sweep file says
-    scheduler = args.scheduler or (None if args.workers else spec.scheduler)
+    # --workers on the command line means this machine, whatever the sweep file or
+    # $FRAGSIM_SCHEDULER says
+    scheduler = args.scheduler or (
+        None if args.workers else spec.scheduler or os.environ.get("FRAGSIM_SCHEDULER") or None
+    )
     workers = args.workers or spec.workers
     bar = SweepProgress(spec.name, len(plan.runs), force=args.progress)
     out = run_sweep(plan, db, workers=workers, scheduler=scheduler, progress=bar)
