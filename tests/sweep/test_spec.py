@@ -171,6 +171,7 @@ scenario = "{SCEN}"
         ("[sweep]\nscenario = 'x'\nseed = 1\n", "s.toml: sweep.seed: unknown key; known: name"),
         ("[sweep]\nscenario = 'x'\nseeds = '2..1'\n", "s.toml: sweep.seeds: range '2..1'"),
         ("[sweep]\nscenario = 'x'\nretries = 9\n", "s.toml: sweep.retries: expected an integer"),
+        ("[sweep]\nscenario = 'x'\nuntil = 60\n", "s.toml: sweep.until: expected a duration such"),
         ("[sweep]\nscenario = 'x'\nworkers = 0\n", "s.toml: sweep.workers: expected an integer"),
         ("[sweep]\nscenario = 'x'\nscheduler = 'h:1'\n", "s.toml: sweep.scheduler: expected an"),
         ("[sweep]\nscenario = 'x'\nset = ['a']\n", "s.toml: sweep.set[0]: expected KEY=VALUE"),

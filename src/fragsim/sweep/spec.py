@@ -261,7 +261,7 @@ def load_sweep(path: str | Path) -> SweepSpec:
     scenario = _resolve_scenario(scen.strip(), p.parent)
     seeds = parse_seeds(sw.get("seeds", 0), f"{file}: sweep.seeds")
     until = sw.get("until")
-    if until is not None and not isinstance(until, str | int):
+    if until is not None and not isinstance(until, str):
         raise err("sweep.until", f'expected a duration such as "3h", got {_show(until)}')
     sets = sw.get("set", [])
     if isinstance(sets, str):
@@ -326,7 +326,7 @@ def load_sweep(path: str | Path) -> SweepSpec:
         name=name,
         scenario=scenario,
         seeds=seeds,
-        until=None if until is None else str(until),
+        until=until,
         sets=tuple(sets),
         grid=tuple(grid),
         variants=tuple(variants),
