@@ -4,6 +4,7 @@ after an interrupted sweep, and failing runs retried once and reported."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -165,7 +166,12 @@ def dask_cluster(tmp_path: Path) -> Iterator[str]:
         with open(logs / f"{name}.log", "wb") as log:
             procs.append(
                 subprocess.Popen(
-                    [*dask, *args], cwd=work, env=ENV, stdout=log, stderr=subprocess.STDOUT
+                    [*dask, *args],
+                    cwd=work,
+                    env=ENV,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # its own process group: the nanny's worker too
                 )
             )
 
@@ -202,15 +208,17 @@ def dask_cluster(tmp_path: Path) -> Iterator[str]:
                 time.sleep(0.5)
         yield addr
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
+        # workers first, then the scheduler; each process group we started, by its id
+        for p in reversed(procs):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGTERM)
             try:
-                p.wait(timeout=30)
+                p.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+                pass
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
 
 
 def test_dask_cluster_gives_identical_results(
@@ -223,6 +231,19 @@ def test_dask_cluster_gives_identical_results(
     workers = set(re.findall(r"recorded run \w+ \(.*\) in [\d.]+ s on (\S+)", err))
     assert len(workers) == 2, err  # both workers ran some
     assert_same_runs(ResultsDB(local_db), ResultsDB(path))
+
+    # failures on the cluster: a raising run is retried by fragsim; a worker process that
+    # dies is restarted by its nanny and the scheduler runs its task again
+    sweep = flaky_sweep(tmp_path)
+    fpath = tmp_path / "fail.duckdb"
+    assert main(["sweep", str(sweep), "--db", str(fpath), "--scheduler", dask_cluster]) == 1
+    err = capsys.readouterr().err
+    assert "run raises once, seed 1 failed (attempt 1 of 2): RuntimeError" in err
+    assert "run always raises, seed 1 FAILED (attempt 2 of 2): RuntimeError" in err
+    assert re.search(r"recorded run \w+ \(raises once, seed 1\) .* \(attempt 2\)", err)
+    assert (tmp_path / "died").exists()  # a worker process did die
+    labels = sorted(r["compare_label"] for r in ResultsDB(fpath).runs())
+    assert labels == ["ok", "raises once", "worker dies once"]
 
 
 def test_interrupted_sweep_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -252,12 +273,9 @@ def test_interrupted_sweep_resumes(tmp_path: Path, capsys: pytest.CaptureFixture
     assert len(runs_by_key(ResultsDB(path))) == 6
 
 
-def test_failing_runs_are_retried_once_and_reported(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """A run that raises every time is reported after two attempts and the sweep goes on; a
-    run that raises once, and one whose worker process dies once, are recorded on the
-    retry."""
+def flaky_sweep(tmp_path: Path) -> Path:
+    """A sweep of four runs on one worker slot: one fine, one that raises once, one that
+    raises every time, one whose worker process dies once (fixtures/sweeps/drivers/flaky.py)."""
     scen = tmp_path / "flaky.toml"
     scen.write_text(
         (FIX / "scenarios" / "small-android.toml").read_text()
@@ -288,6 +306,16 @@ label = "worker dies once"
 "drivers.flaky.marker" = "{tmp_path / "died"}"
 """
     )
+    return sweep
+
+
+def test_failing_runs_are_retried_once_and_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run that raises every time is reported after two attempts and the sweep goes on; a
+    run that raises once, and one whose worker process dies once, are recorded on the
+    retry."""
+    sweep = flaky_sweep(tmp_path)
     path = tmp_path / "f.duckdb"
     assert main(["sweep", str(sweep), "--db", str(path)]) == 1
     err = capsys.readouterr().err
