@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from fragsim.cli import main
 from fragsim.errors import ConfigError
 from fragsim.scenario.config import load_scenario
 from fragsim.sweep.spec import load_sweep, parse_seeds, plan_sweep, sweep_from_args
@@ -261,3 +262,24 @@ def test_run_options_errors() -> None:
         sweep_from_args(str(SCEN), ["scenario.batch=1,2", "scenario.batch=3"], "0")
     with pytest.raises(ConfigError, match=r"--seeds 0\.\.x: '0\.\.x' is not a seed"):
         sweep_from_args(str(SCEN), ["scenario.batch=1,2"], "0..x")
+
+
+@pytest.mark.parametrize(
+    ("extra", "msg"),
+    [
+        (
+            ["--compare", "movable=off,on"],
+            "--compare and --sweep/--seeds: use --sweep KEY=V1,V2 for both",
+        ),
+        (["--no-record"], "--sweep/--seeds record every run (resuming needs them): no --no-record"),
+        (["--seed", "3"], "--seed 3 and --seeds 0..1: give one of them"),
+        (["--workers", "0"], "--workers 0: expected at least 1"),
+    ],
+)
+def test_run_sweep_option_conflicts(
+    extra: list[str], msg: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["run", str(SCEN), "--sweep", "scenario.batch=64,128", "--seeds", "0..1"]
+    assert main([*args, "--db", str(tmp_path / "x.duckdb"), *extra]) == 2
+    assert capsys.readouterr().err == f"fragsim: error: {msg}\n"
+    assert not (tmp_path / "x.duckdb").exists()

@@ -147,6 +147,8 @@ def cmd_run_sweep(args: argparse.Namespace) -> int:
         raise ConfigError("--compare and --sweep/--seeds: use --sweep KEY=V1,V2 for both")
     if args.no_record:
         raise ConfigError("--sweep/--seeds record every run (resuming needs them): no --no-record")
+    if args.seed is not None and args.seeds is not None:
+        raise ConfigError(f"--seed {args.seed} and --seeds {args.seeds}: give one of them")
     spec = sweep_from_args(
         args.scenario,
         args.sweeps,
