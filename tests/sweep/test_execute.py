@@ -20,10 +20,11 @@ import numpy as np
 import pytest
 
 from fragsim.cli import main
+from fragsim.errors import ConfigError
 from fragsim.results import ResultsDB
 from fragsim.scenario.config import load_scenario
 from fragsim.scenario.runner import run_scenario
-from fragsim.sweep.execute import SweepProgress
+from fragsim.sweep.execute import DaskCluster, SweepProgress
 from fragsim.sweep.spec import load_sweep, plan_sweep
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures"
@@ -371,3 +372,9 @@ def test_progress_line() -> None:
     text = s.getvalue()
     assert text.startswith("\r\x1b[Kdemo [#########") and "\r\x1b[Ka message\ndemo [" in text
     assert text.endswith("\n")
+
+
+def test_a_scheduler_that_is_not_there_is_a_clear_error() -> None:
+    addr = f"tcp://127.0.0.1:{free_port()}"
+    with pytest.raises(ConfigError, match=rf"--scheduler {addr}: cannot connect: "):
+        DaskCluster(addr, timeout=2)
