@@ -283,3 +283,21 @@ def test_run_sweep_option_conflicts(
     assert main([*args, "--db", str(tmp_path / "x.duckdb"), *extra]) == 2
     assert capsys.readouterr().err == f"fragsim: error: {msg}\n"
     assert not (tmp_path / "x.duckdb").exists()
+
+
+def test_the_documented_example_is_a_valid_sweep(tmp_path: Path) -> None:
+    """The sweep file in fragsim.sweep.spec's docstring loads and expands as it says."""
+    import fragsim.sweep.spec as spec_module
+
+    doc = spec_module.__doc__ or ""
+    block = doc.split("A sweep file is TOML::\n\n", 1)[1].split("\n\nKeys are", 1)[0]
+    text = "\n".join(line[4:] for line in block.splitlines())
+    plan = plan_sweep(load_sweep(write(tmp_path, text, "doc.toml")))
+    assert plan.spec.name == "gpu-movable" and plan.spec.seeds == tuple(range(20))
+    assert len(plan.settings) == 2 * 3 * 2 and len(plan.runs) == 12 * 20
+    assert plan.settings[0].label == (
+        "512 MiB,sysctl.vm.extfrag_threshold=300,sysctl.vm.compaction_proactiveness=0"
+    )
+    d = plan.runs[-1].scenario.to_dict()
+    assert d["machine"]["profile"] == "arm64-1g" and d["drivers"]["gpu"]["large_order"] == 0
+    assert d["sysctl"]["vm.swappiness"] == 100 and d["scenario"]["duration"] == 3 * 3600 * 10**9

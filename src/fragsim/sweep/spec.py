@@ -19,8 +19,11 @@ principle 12). A sweep file is TOML::
 
     [[variants]]                       # explicit settings whose keys change together
     label = "512 MiB"                  # optional (default: its KEY=VALUE list)
-    "machine.profile" = "arm32-512m"
-    "drivers.gpu.large_order" = 2
+    "machine.profile" = "arm64-512m"
+    [[variants]]
+    label = "1 GiB, small GPU buffers"
+    "machine.profile" = "arm64-1g"
+    "drivers.gpu.large_order" = 0
 
 Keys are those of ``fragsim run --set`` (``sysctl.vm.NAME``, ``drivers.NAME.OPTION``,
 ``workloads.TYPE.OPTION``, ``machine.FIELD``, ``scenario.KEY``, ``movable``); values are TOML
