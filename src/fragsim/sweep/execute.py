@@ -27,7 +27,9 @@ file, that file at the same path.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
 import datetime as dt
+import functools
 import multiprocessing
 import os
 import signal
@@ -114,17 +116,26 @@ def execute_run(task: RunTask) -> dict[str, Any]:
     res = run_scenario(sc)
     if res.interrupted:
         raise RuntimeError(f"run interrupted on the worker ({res.interrupted})")
-    return {
-        "started": started,
-        "finished": dt.datetime.now(dt.UTC),
-        "sim_ns": res.sim_ns,
-        "wall_s": res.wall_s,
-        "events": res.events,
-        "summary": res.summary,
-        "samples": res.samples,
-        "snapshots": res.snapshots,
-        "worker": f"{socket.gethostname()}:{os.getpid()}",
-    }
+    out = {name: getattr(res, name) for name in _result_fields()}
+    out.update(
+        started=started,
+        finished=dt.datetime.now(dt.UTC),
+        worker=f"{socket.gethostname()}:{os.getpid()}",
+    )
+    return out
+
+
+@functools.cache
+def _result_fields() -> tuple[str, ...]:
+    """What a worker sends back of a run: every field of RunResult that a RunRecord also has
+    (sim_ns, wall_s, events, summary, samples, snapshots, ...), except the scenario (the
+    client has it)."""
+    from fragsim.scenario.runner import RunResult
+
+    record = {f.name for f in dataclasses.fields(RunRecord)}
+    return tuple(
+        f.name for f in dataclasses.fields(RunResult) if f.name in record and f.name != "scenario"
+    )
 
 
 # ---------------------------------------------------------------------- where runs execute
@@ -464,6 +475,8 @@ def _failed(
 def _record(db: ResultsDB, plan: SweepPlan, task: RunTask, res: dict[str, Any]) -> str:
     r = plan.runs[task.index]
     sc = r.scenario
+    fields = {k: res[k] for k in _result_fields()}
+    fields["snapshots"] = [Snapshot(t, lab, files) for t, lab, files in res["snapshots"]]
     return db.record(
         RunRecord(
             scenario=sc.scenario.name,
@@ -472,12 +485,7 @@ def _record(db: ResultsDB, plan: SweepPlan, task: RunTask, res: dict[str, Any]) 
             seed=r.seed,
             started=res["started"],
             finished=res["finished"],
-            sim_ns=res["sim_ns"],
-            wall_s=res["wall_s"],
-            events=res["events"],
-            summary=res["summary"],
-            samples=res["samples"],
-            snapshots=[Snapshot(t, lab, files) for t, lab, files in res["snapshots"]],
+            **fields,
             compare_group=f"sweep:{plan.spec.name}",
             compare_label=r.setting.label,
             version=task.version,
