@@ -203,6 +203,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from fragsim.scenario.runner import run_scenario
     from fragsim.scenario.summary import ProgressBar, format_summary
 
+    if args.sweeps or args.seeds is not None:
+        from fragsim.sweep.cli import cmd_run_sweep
+
+        return cmd_run_sweep(args)
     variants = expand_compare(args.compare) if args.compare else [[]]
     scenarios = [scenario_from_args(args, extra) for extra in variants]
     labels = [",".join(v) or scenarios[0].scenario.name for v in variants]
@@ -309,6 +313,11 @@ def main(argv: list[str] | None = None) -> int:
         "--report", metavar="FILE", help="then write the runs' HTML report (fragsim report)"
     )
     rn.set_defaults(func=cmd_run)
+    from fragsim.sweep.cli import add_run_sweep_options, add_sweep_parser, add_sweep_report_parser
+
+    add_run_sweep_options(rn)
+    add_sweep_parser(sub)
+    add_sweep_report_parser(sub)
     add_list_parser(sub)
     add_show_parser(sub)
     add_runs_parser(sub)

@@ -411,12 +411,24 @@ class ResultsDB:
         finally:
             con.close()
 
+    def connect(
+        self, *, read_only: bool, lock_timeout: float | None = None
+    ) -> contextlib.AbstractContextManager[duckdb.DuckDBPyConnection]:
+        """A connection for one operation, with the lock waiting of every other call (for
+        modules that keep their own tables in the same file: fragsim.sweep)."""
+        return self._connect(read_only=read_only, lock_timeout=lock_timeout)
+
     # -- writing -------------------------------------------------------------------------------
 
-    def record(self, run: RunRecord, *, lock_timeout: float | None = None) -> str:
+    def record(
+        self, run: RunRecord, *, lock_timeout: float | None = None, once: bool = False
+    ) -> str:
         """Write ``run`` in one transaction and return its new id (12 hex digits). On any
         exception nothing of the run remains. ``lock_timeout`` (default: the database's) is how
-        long to wait for another process's lock; a long run may want to wait longer."""
+        long to wait for another process's lock; a long run may want to wait longer. With
+        ``once``, a run already recorded with the same config hash, seed and version (status
+        ok) is not recorded again: its id is returned (checked inside the writing transaction,
+        which DuckDB's file lock makes exclusive across processes)."""
         t, names, dtypes, values = _check_samples(run.samples)
         config = _json(run.config, "config")
         summary = _json(run.summary, "summary")
@@ -435,6 +447,15 @@ class ResultsDB:
         with self._connect(read_only=False, lock_timeout=lock_timeout) as con:
             con.begin()
             try:
+                if once:
+                    found = con.execute(
+                        "SELECT run_id FROM runs WHERE config_hash = ? AND seed = ? "
+                        "AND version = ? AND status = 'ok' ORDER BY seq LIMIT 1",
+                        [run.config_hash, int(run.seed), run.version],
+                    ).fetchone()
+                    if found is not None:
+                        con.rollback()
+                        return str(found[0])
                 self._insert_run(con, run_id, run, config, summary, started, finished, len(t))
                 self._insert_samples(con, run_id, t, names, dtypes, values)
                 self._insert_snapshots(con, run_id, run.snapshots)
