@@ -303,6 +303,11 @@ def main(argv: list[str] | None = None) -> int:
     add_show_parser(sub)
     add_runs_parser(sub)
     add_export_parser(sub)
+    from fragsim.trace_replay import add_replay_parser
+    from fragsim.whatif import add_whatif_parser
+
+    add_whatif_parser(sub)
+    add_replay_parser(sub)
     args = p.parse_args(argv)
     try:
         return int(args.func(args))
