@@ -123,7 +123,9 @@ def pcp_block_unlink(s: State, pfn: int) -> None:
     a = pfn
     b = pfn
     head = -1
-    while head < 0:
+    steps = 0
+    while head < 0 and steps < npfn:  # (bounded: a corrupted list must not hang the replay)
+        steps += 1
         a = int(s.nxt[a])
         if a >= npfn:
             head = a
@@ -133,6 +135,7 @@ def pcp_block_unlink(s: State, pfn: int) -> None:
             head = b
     z = int(s.zoneid[pfn])
     cpu = (head - int(s.zs[z, ZF_PCP_SENT])) // int(s.prm[P_NR_PCP_LISTS])
+    cpu = min(max(cpu, 0), int(s.prm[P_NR_CPUS]) - 1)
     list_del(s.nxt, s.prv, pfn)
     s.flags[pfn] &= ~PG_pcp
     s.pcp[z, cpu, PCP_COUNT] -= 1 << s.order[pfn]
@@ -145,10 +148,12 @@ def release_range(s: State, pfn: int, order: int, handles: Any, stats: Any) -> i
     pcp blocks unlinked, without going to the free lists. Returns the pages found free in the
     buddy lists (left there), or -1 if a reserved page or a larger block is in the way."""
     end = pfn + (1 << order)
-    # a larger allocated or pcp block that starts before pfn
+    # a larger free, allocated or pcp block that starts at or before pfn
     for o in range(order + 1, MAX_ORDER):
         h = pfn & ~((1 << o) - 1)
         f = s.flags[h]
+        if (f & PG_buddy) and s.order[h] >= o and s.zoneid[h] == s.zoneid[pfn]:
+            return 1 << order  # wholly inside a free buddy block
         if s.order[h] == o and (f & PG_pcp):
             return -1
         if s.order[h] == o and s.refcount[h] > 0 and not (f & (PG_buddy | PG_reserved)):

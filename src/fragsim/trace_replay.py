@@ -49,6 +49,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fragsim.errors import FragsimError
+import fragsim._place_dev  # noqa: F401  DEV
 from fragsim.mm.mmzone import MAX_ORDER, MIGRATE_MOVABLE, MIGRATETYPE_NAMES
 
 __all__ = [
@@ -286,6 +287,30 @@ def _machine(start: Any, profile: str) -> tuple[Any, Any]:
     return Machine(profile), None
 
 
+def pcp_at_start(stream: TraceStream, flags: npt.NDArray[np.uint64] | None) -> I64:
+    """Rows (pfn, order, cpu) of the blocks the trace shows were free on a per-CPU list when it
+    began: the first event at that pfn is an ``mm_page_pcpu_drain`` or an ``mm_page_alloc``, and
+    every page of the block has no kpageflags bit in the start snapshot (pcp pages have none)."""
+    from fragsim.mm import page_alloc as pa
+
+    if stream.pinned is None or flags is None:
+        return np.zeros((0, 3), np.int64)
+    ev = stream.pinned
+    touch = np.isin(ev[:, pa.PE_OP], (pa.PIN_ALLOC, pa.PIN_FREE, pa.PIN_DRAIN, pa.PIN_REFILL))
+    idx = np.flatnonzero(touch)
+    pfn = ev[idx, pa.PE_PFN]
+    _, first = np.unique(pfn, return_index=True)
+    rows = ev[idx[first]]
+    cand = rows[np.isin(rows[:, pa.PE_OP], (pa.PIN_DRAIN, pa.PIN_ALLOC))]
+    cand = cand[cand[:, pa.PE_PFN] + (1 << cand[:, pa.PE_ORDER]) <= flags.size]
+    ok = np.array(
+        [not flags[p : p + (1 << o)].any() for p, o in cand[:, [pa.PE_PFN, pa.PE_ORDER]].tolist()],
+        bool,
+    ).reshape(-1)
+    cand = cand[ok]
+    return np.stack([cand[:, pa.PE_PFN], cand[:, pa.PE_ORDER], cand[:, pa.PE_CPU]], axis=1)
+
+
 def _run_pinned(stream: TraceStream, start: Any, profile: str) -> tuple[Any, dict[str, int]]:
     from fragsim.mm import page_alloc as pa
 
@@ -305,9 +330,21 @@ def _run_pinned(stream: TraceStream, start: Any, profile: str) -> tuple[Any, dic
             f"{stream.path}: pfn {int(ev[i, pa.PE_PFN]):#x} is beyond the machine's memory "
             f"(max pfn {m.max_pfn:#x}); give the snapshot the trace was taken on (--start)"
         )
+    # blocks on the kernel's pcp lists when the trace began: onto the pcp lists first
+    pre = pcp_at_start(stream, start.kpageflags if start is not None else None)
+    head = np.zeros((pre.shape[0], pa.NR_PE), np.int64)
+    head[:, pa.PE_OP] = pa.PIN_FREE
+    head[:, pa.PE_PFN] = pre[:, 0]
+    head[:, pa.PE_ORDER] = pre[:, 1]
+    head[:, pa.PE_CPU] = pre[:, 2]
+    head[:, pa.PE_B] = -1
+    pa.replay_pinned(m.state, head, m.handles, stats)
+    stats[:] = 0
     pa.replay_pinned(m.state, ev, m.handles, stats)
     names = [n for n in dir(pa) if n.startswith("PS_") and n != "NR_PS"]
-    return m, {n[3:].lower(): int(stats[getattr(pa, n)]) for n in names}
+    out = {"pcp_at_start": int(pre.shape[0])}
+    out.update({n[3:].lower(): int(stats[getattr(pa, n)]) for n in names})
+    return m, out
 
 
 def _run_decide(stream: TraceStream, start: Any, profile: str) -> tuple[Any, dict[str, int]]:
@@ -340,6 +377,17 @@ def _run_decide(stream: TraceStream, start: Any, profile: str) -> tuple[Any, dic
             start_owner = dict(zip(heads.tolist(), st.owner[heads].tolist(), strict=True))
         holder: dict[int, int] = {}
         rows: list[npt.NDArray[np.int64]] = []
+        pre = pcp_at_start(stream, start.kpageflags if start is not None else None)
+        for pfn, order, cpu in pre.tolist():
+            for q in range(pfn, pfn + (1 << order)):
+                hq = start_owner.pop(q, None)
+                if hq is not None:
+                    r = np.zeros(I.NR_EV, np.int64)
+                    r[I.EV_OP] = I.OP_FREE_HANDLE
+                    r[I.EV_ARG] = hq
+                    r[I.EV_CPU] = cpu % m.nr_cpus
+                    rows.append(r)
+        stats["pcp_at_start"] = len(rows)
         pos = np.zeros(ev.shape[0] + 1, np.int64)
         alloc_pfn = stream.alloc_pfn.tolist()
         free_pfn = stream.free_pfn.tolist()
