@@ -49,7 +49,6 @@ import numpy as np
 import numpy.typing as npt
 
 from fragsim.errors import FragsimError
-import fragsim._place_dev  # noqa: F401  DEV
 from fragsim.mm.mmzone import MAX_ORDER, MIGRATE_MOVABLE, MIGRATETYPE_NAMES
 
 __all__ = [
@@ -106,7 +105,7 @@ def _ftrace_stream(path: str) -> TraceStream:
         t = ev["mm_page_alloc"]
         ok = np.asarray(t["page"]) != 0
         r = rows_for(int(ok.sum()))
-        r[:, pa.PE_OP] = pa.PIN_ALLOC
+        r[:, pa.PE_OP] = pa.PINNED_ALLOC
         r[:, pa.PE_PFN] = t["pfn"][ok]
         r[:, pa.PE_ORDER] = t["order"][ok]
         r[:, pa.PE_MT] = t["migratetype"][ok]
@@ -119,7 +118,7 @@ def _ftrace_stream(path: str) -> TraceStream:
     if "mm_page_free" in ev:
         t = ev["mm_page_free"]
         r = rows_for(len(t))
-        r[:, pa.PE_OP] = pa.PIN_FREE
+        r[:, pa.PE_OP] = pa.PINNED_FREE
         r[:, pa.PE_PFN] = t["pfn"]
         r[:, pa.PE_ORDER] = t["order"]
         r[:, pa.PE_CPU] = t.cpu
@@ -130,7 +129,7 @@ def _ftrace_stream(path: str) -> TraceStream:
             np.asarray(t["percpu_refill"]) == 1 if "percpu_refill" in t else np.zeros(len(t), bool)
         )
         r = rows_for(int(refill.sum()))
-        r[:, pa.PE_OP] = pa.PIN_REFILL
+        r[:, pa.PE_OP] = pa.PINNED_REFILL
         r[:, pa.PE_PFN] = t["pfn"][refill]
         r[:, pa.PE_ORDER] = t["order"][refill]
         r[:, pa.PE_MT] = t["migratetype"][refill]
@@ -139,7 +138,7 @@ def _ftrace_stream(path: str) -> TraceStream:
     if "mm_page_pcpu_drain" in ev:
         t = ev["mm_page_pcpu_drain"]
         r = rows_for(len(t))
-        r[:, pa.PE_OP] = pa.PIN_DRAIN
+        r[:, pa.PE_OP] = pa.PINNED_DRAIN
         r[:, pa.PE_PFN] = t["pfn"]
         r[:, pa.PE_ORDER] = t["order"]
         r[:, pa.PE_MT] = t["migratetype"]
@@ -148,7 +147,7 @@ def _ftrace_stream(path: str) -> TraceStream:
     if "mm_page_alloc_extfrag" in ev:
         t = ev["mm_page_alloc_extfrag"]
         r = rows_for(len(t))
-        r[:, pa.PE_OP] = pa.PIN_EXTFRAG
+        r[:, pa.PE_OP] = pa.PINNED_EXTFRAG
         r[:, pa.PE_PFN] = t["pfn"]
         r[:, pa.PE_ORDER] = t["fallback_order"]
         r[:, pa.PE_MT] = t["alloc_migratetype"]
@@ -159,7 +158,7 @@ def _ftrace_stream(path: str) -> TraceStream:
     if "mm_compaction_isolate_freepages" in ev:
         t = ev["mm_compaction_isolate_freepages"]
         r = rows_for(len(t))
-        r[:, pa.PE_OP] = pa.PIN_ISOLATE_FREE
+        r[:, pa.PE_OP] = pa.PINNED_ISOLATE_FREE
         r[:, pa.PE_PFN] = t["start_pfn"]
         r[:, pa.PE_A] = t["end_pfn"]
         r[:, pa.PE_B] = t["nr_taken"]
@@ -173,18 +172,20 @@ def _ftrace_stream(path: str) -> TraceStream:
     rows = np.concatenate([p[1] for p in parts])
     idx = np.argsort(lines, kind="stable")
     lines, rows = lines[idx], rows[idx]
-    alloc = rows[:, pa.PE_OP] == pa.PIN_ALLOC
+    alloc = rows[:, pa.PE_OP] == pa.PINNED_ALLOC
     rows[alloc, pa.PE_B] = np.arange(int(alloc.sum()))
     rows[
-        ~alloc & (rows[:, pa.PE_OP] != pa.PIN_EXTFRAG) & (rows[:, pa.PE_OP] != pa.PIN_ISOLATE_FREE),
+        ~alloc
+        & (rows[:, pa.PE_OP] != pa.PINNED_EXTFRAG)
+        & (rows[:, pa.PE_OP] != pa.PINNED_ISOLATE_FREE),
         pa.PE_B,
     ] = -1
     # the decide stream: allocations and frees in order
-    keep = (rows[:, pa.PE_OP] == pa.PIN_ALLOC) | (rows[:, pa.PE_OP] == pa.PIN_FREE)
+    keep = (rows[:, pa.PE_OP] == pa.PINNED_ALLOC) | (rows[:, pa.PE_OP] == pa.PINNED_FREE)
     sel = rows[keep]
     dline = lines[keep]
     dec = np.zeros((sel.shape[0], I.NR_EV), np.int64)
-    is_alloc = sel[:, pa.PE_OP] == pa.PIN_ALLOC
+    is_alloc = sel[:, pa.PE_OP] == pa.PINNED_ALLOC
     dec[:, I.EV_OP] = np.where(is_alloc, I.OP_ALLOC, I.OP_FREE_HANDLE)
     dec[:, I.EV_ORDER] = sel[:, pa.PE_ORDER]
     dec[:, I.EV_GFP] = np.where(is_alloc, sel[:, pa.PE_A], 0)
@@ -296,12 +297,14 @@ def pcp_at_start(stream: TraceStream, flags: npt.NDArray[np.uint64] | None) -> I
     if stream.pinned is None or flags is None:
         return np.zeros((0, 3), np.int64)
     ev = stream.pinned
-    touch = np.isin(ev[:, pa.PE_OP], (pa.PIN_ALLOC, pa.PIN_FREE, pa.PIN_DRAIN, pa.PIN_REFILL))
+    touch = np.isin(
+        ev[:, pa.PE_OP], (pa.PINNED_ALLOC, pa.PINNED_FREE, pa.PINNED_DRAIN, pa.PINNED_REFILL)
+    )
     idx = np.flatnonzero(touch)
     pfn = ev[idx, pa.PE_PFN]
     _, first = np.unique(pfn, return_index=True)
     rows = ev[idx[first]]
-    cand = rows[np.isin(rows[:, pa.PE_OP], (pa.PIN_DRAIN, pa.PIN_ALLOC))]
+    cand = rows[np.isin(rows[:, pa.PE_OP], (pa.PINNED_DRAIN, pa.PINNED_ALLOC))]
     cand = cand[cand[:, pa.PE_PFN] + (1 << cand[:, pa.PE_ORDER]) <= flags.size]
     ok = np.array(
         [not flags[p : p + (1 << o)].any() for p, o in cand[:, [pa.PE_PFN, pa.PE_ORDER]].tolist()],
@@ -317,10 +320,10 @@ def _run_pinned(stream: TraceStream, start: Any, profile: str) -> tuple[Any, dic
     assert stream.pinned is not None
     m, _ = _machine(start, profile)
     m.handles  # noqa: B018
-    nalloc = int((stream.pinned[:, pa.PE_OP] == pa.PIN_ALLOC).sum())
+    nalloc = int((stream.pinned[:, pa.PE_OP] == pa.PINNED_ALLOC).sum())
     base = m.alloc_handles(nalloc)
     ev = stream.pinned.copy()
-    a = ev[:, pa.PE_OP] == pa.PIN_ALLOC
+    a = ev[:, pa.PE_OP] == pa.PINNED_ALLOC
     ev[a, pa.PE_B] = base[ev[a, pa.PE_B]]
     stats = np.zeros(pa.NR_PS, np.int64)
     big = ev[:, pa.PE_PFN] >= m.max_pfn
@@ -333,7 +336,7 @@ def _run_pinned(stream: TraceStream, start: Any, profile: str) -> tuple[Any, dic
     # blocks on the kernel's pcp lists when the trace began: onto the pcp lists first
     pre = pcp_at_start(stream, start.kpageflags if start is not None else None)
     head = np.zeros((pre.shape[0], pa.NR_PE), np.int64)
-    head[:, pa.PE_OP] = pa.PIN_FREE
+    head[:, pa.PE_OP] = pa.PINNED_FREE
     head[:, pa.PE_PFN] = pre[:, 0]
     head[:, pa.PE_ORDER] = pre[:, 1]
     head[:, pa.PE_CPU] = pre[:, 2]

@@ -360,7 +360,6 @@ def load_machine(
 ) -> LoadedSnapshot:
     """Boot a machine with the snapshot's layout and place every allocated page of the
     snapshot at its pfn (module docstring)."""
-    import fragsim._place_dev  # noqa: F401  DEV
     from fragsim.mm import page_alloc as pa
     from fragsim.mm.machine import Machine
     from fragsim.mm.migrate import SetPagesMovable

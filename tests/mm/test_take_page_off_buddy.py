@@ -12,8 +12,6 @@ from fragsim.mm import page_alloc as pa
 from fragsim.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_TRANSHUGE
 from fragsim.mm.page import PG_anon, PG_head, PG_lru, PG_slab, PG_swapbacked, PG_tail
 
-import fragsim._place_dev  # noqa: F401  DEV
-
 
 def _machine() -> Machine:
     # one Normal zone of 8192 pages from pfn 0: boot frees it as eight order-10 blocks
@@ -32,9 +30,20 @@ def test_take_one_page_splits_its_block_into_one_block_per_order() -> None:
     assert m.state.nr_free[z].tolist() == [1] * 10 + [7]
     assert int(m.state.zs[z, I.ZF_NR_FREE_PAGES]) == free0 - 1
     # break_down_buddy_pages halves 2048..3071 ten times, keeping the half that holds 3000
-    heads = {int(p): int(m.state.order[p]) for p in 2048 + np.flatnonzero(m.state.flags[2048:3072] & 1)}
+    heads = {
+        int(p): int(m.state.order[p]) for p in 2048 + np.flatnonzero(m.state.flags[2048:3072] & 1)
+    }
     assert heads == {
-        2048: 9, 2560: 8, 2816: 7, 3008: 6, 2944: 5, 2976: 4, 2992: 3, 3004: 2, 3002: 1, 3001: 0,
+        2048: 9,
+        2560: 8,
+        2816: 7,
+        3008: 6,
+        2944: 5,
+        2976: 4,
+        2992: 3,
+        3004: 2,
+        3002: 1,
+        3001: 0,
     }
     check_invariants(m)
     # the page itself is off every list; taking it again fails (no free block holds it)
