@@ -570,13 +570,13 @@ def format_replay(r: ReplayResult) -> str:
         a = r.pinned.free_pfns
         b = r.kernel.free_pfns
         assert a is not None
-        n = min(a.size, b.size)
-        both = int((a[:n] & b[:n]).sum())
-        only_p = int((a[:n] & ~b[:n]).sum())
+        k = min(a.size, b.size)
+        both = int((a[:k] & b[:k]).sum())
+        only_p = int((a[:k] & ~b[:k]).sum())
         out.append("")
         out.append(
             f"pinned vs kernel, page by page: {both} pfns free in both, {only_p} "
-            f"free only in pinned, {int((~a[:n] & b[:n]).sum())} free only in the kernel "
+            f"free only in pinned, {int((~a[:k] & b[:k]).sum())} free only in the kernel "
             "(kpageflags buddy bit)"
         )
     return "\n".join(out) + "\n"

@@ -279,10 +279,12 @@ def infer_pageblock_types(
     n_u = counts.get("Unmovable", 0)
     n_r = counts.get("Reclaimable", 0)
     n_h = counts.get("HighAtomic", 0)
-    ranked = sorted(range(len(blocks)), key=lambda i: (-unmov[i], blocks[i]))
+    w, sl = unmov.tolist(), slab.tolist()
+    ranked = sorted(range(len(blocks)), key=lambda i: (-w[i], blocks[i]))
     chosen = ranked[: n_u + n_r + n_h]
-    # Reclaimable: the chosen blocks with the highest slab share; HighAtomic: the next ones
-    by_slab = sorted(chosen, key=lambda i: (-(slab[i] / max(unmov[i], 1)), blocks[i]))
+    # Reclaimable: the chosen blocks with the highest slab share; HighAtomic: the lightest of the
+    # others (atomic high-order allocations are few); Unmovable: the rest
+    by_slab = sorted(chosen, key=lambda i: (-(sl[i] / max(w[i], 1)), blocks[i]))
     recl = set(by_slab[:n_r])
     rest = [i for i in chosen if i not in recl]
     high = set(rest[len(rest) - n_h :]) if n_h else set()
@@ -545,9 +547,11 @@ def whatif(
     variants: Sequence[frozenset[PageKind]] = (frozenset(),),
     *,
     debug: bool = False,
+    maps: list[tuple[str, Any]] | None = None,
 ) -> WhatifReport:
     """For each movability assumption: load the snapshot, run ``compact_memory``, drain the
-    per-CPU lists, and analyse the free blocks and the obstacles per zone."""
+    per-CPU lists, and analyse the free blocks and the obstacles per zone. ``maps``, when given,
+    receives (title, fragsim.viz.memmap.MemMap) of the loaded state and of each after state."""
     from fragsim.mm import internal as I
 
     _require(snap, "whatif")
@@ -558,8 +562,18 @@ def whatif(
         m = ld.machine
         placed = m.state.nr_free.copy()
         before_vm = m.state.vm.copy()
+        if maps is not None and not maps:
+            from fragsim.viz.memmap import memmap_from_machine
+
+            maps.append(("loaded snapshot", memmap_from_machine(m)))
         m.compact_memory()
         m.drain_all_pages()
+        if maps is not None:
+            from fragsim.viz.memmap import memmap_from_machine
+
+            maps.append(
+                (f"after compact_memory, movable {_kinds_label(mv)}", memmap_from_machine(m))
+            )
         if debug:
             from fragsim.mm.debug import check_invariants
 
@@ -686,6 +700,7 @@ def add_whatif_parser(sub: Any) -> argparse.ArgumentParser:
         help="page kinds to treat as movable (zsmalloc, offline/balloon, slab, pgtable, "
         "other_kernel); repeat for more variants; 'none' (the baseline) is always run",
     )
+    p.add_argument("--html", metavar="FILE", help="also write the memory maps as an HTML report")
     p.add_argument("--debug", action="store_true", help="check every invariant (slow)")
     p.set_defaults(func=cmd_whatif)
     return p
@@ -698,6 +713,22 @@ def cmd_whatif(args: argparse.Namespace) -> int:
         if v not in variants:
             variants.append(v)
     snap = load_snapshot(args.snapshot)
-    rep = whatif(snap, variants, debug=args.debug)
-    sys.stdout.write(format_whatif(rep))
+    maps: list[tuple[str, Any]] | None = [] if args.html else None
+    rep = whatif(snap, variants, debug=args.debug, maps=maps)
+    text = format_whatif(rep)
+    sys.stdout.write(text)
+    if args.html and maps:
+        from fragsim.viz.reports import memmap_html
+
+        html = memmap_html(
+            f"fragsim whatif {args.snapshot}",
+            [mm for _, mm in maps],
+            [t for t, _ in maps],
+            compare=(1, len(maps) - 1) if len(maps) > 2 else None,
+            compare_title="After compact_memory: baseline and the last variant",
+            texts=[("fragsim whatif", text)],
+            texts_title="Report",
+        )
+        html.write(args.html)
+        print(f"fragsim whatif: wrote {args.html}", file=sys.stderr)
     return 0
