@@ -48,7 +48,7 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -96,7 +96,7 @@ from fragsim.parsers.kpageflags import (
 )
 from fragsim.profiles import MachineProfile, NodeSpec, ZoneSpec
 
-if False:  # typing only (fragsim.mm.machine compiles the allocator on import)
+if TYPE_CHECKING:
     from fragsim.mm.machine import Machine
 
 __all__ = [

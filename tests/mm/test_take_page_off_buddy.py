@@ -16,8 +16,14 @@ from fragsim.mm.page import PG_anon, PG_head, PG_lru, PG_slab, PG_swapbacked, PG
 def _machine() -> Machine:
     # one Normal zone of 8192 pages from pfn 0: boot frees it as eight order-10 blocks
     m = Machine("flat:8192", nr_cpus=1)
-    assert m.state.nr_free[0].tolist() == [0] * 10 + [8]
+    assert m.state.nr_free[m.zone_id(0, "Normal")].tolist() == [0] * 10 + [8]
     return m
+
+
+def _own(m: Machine, pfn: int, order: int) -> None:
+    """What the caller of take_page_off_buddy does next: the block is its allocation."""
+    m.state.refcount[pfn] = 1
+    m.state.order[pfn] = order
 
 
 def test_take_one_page_splits_its_block_into_one_block_per_order() -> None:
@@ -45,9 +51,10 @@ def test_take_one_page_splits_its_block_into_one_block_per_order() -> None:
         3002: 1,
         3001: 0,
     }
-    check_invariants(m)
     # the page itself is off every list; taking it again fails (no free block holds it)
     assert not (m.state.flags[3000] & 1)
+    _own(m, 3000, 0)
+    check_invariants(m)
     assert not pa.take_page_off_buddy(m.state, 3000, 0)
 
 
@@ -57,8 +64,14 @@ def test_take_block_of_order_3_and_stop_at_an_allocated_head() -> None:
     assert pa.take_page_off_buddy(m.state, 4096 + 8, 3)
     # the order-10 block at 4096 leaves 4096 (order 3) and the upper halves of orders 4..9
     assert m.state.nr_free[z].tolist() == [0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 7]
-    # misaligned or already-taken blocks are refused
+    _own(m, 4104, 3)
+    check_invariants(m)
+    # already taken: the search stops at the allocated head 4104 (page_count() > 0)
+    assert not pa.take_page_off_buddy(m.state, 4105, 0)
     assert not pa.take_page_off_buddy(m.state, 4104, 3)
+    # a block not aligned to its order is refused; the free lists are unchanged
+    assert not pa.take_page_off_buddy(m.state, 4100, 3)
+    assert m.state.nr_free[z].tolist() == [0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 7]
 
 
 def test_place_blocks_gives_allocated_pages_of_their_kind() -> None:
@@ -66,7 +79,8 @@ def test_place_blocks_gives_allocated_pages_of_their_kind() -> None:
     pfns = np.array([5, 6, 512, 1024], np.int64)
     orders = np.array([0, 0, 0, 9], np.int64)
     gfps = np.array([GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_KERNEL, GFP_TRANSHUGE], np.int64)
-    flags = np.array([PG_lru | PG_anon | PG_swapbacked, PG_slab, 0, PG_lru | PG_anon], np.int64)
+    anon = PG_lru | PG_anon | PG_swapbacked
+    flags = np.array([anon, PG_slab, 0, anon], np.int64)
     h = m.alloc_handles(4)
     assert pa.place_blocks(m.state, pfns, orders, gfps, flags, h, m.handles) == -1
     st = m.state
@@ -76,8 +90,8 @@ def test_place_blocks_gives_allocated_pages_of_their_kind() -> None:
     assert st.flags[5] & PG_lru and st.flags[6] & PG_slab
     assert st.flags[1024] & PG_head and (st.flags[1025:1536] & PG_tail).all()
     # on the anon LRU: one order-0 page and one THP (512 pages)
-    assert int(st.zs[0, I.ZF_NR_LRU + I.LRU_INACTIVE_ANON]) == 1 + 512
-    assert int(st.zs[0, I.ZF_NR_FREE_PAGES]) == 8192 - 3 - 512
+    assert int(st.zs[2, I.ZF_NR_LRU + I.LRU_INACTIVE_ANON]) == 1 + 512
+    assert int(st.zs[2, I.ZF_NR_FREE_PAGES]) == 8192 - 3 - 512
     check_invariants(m)
     # the second placement at an allocated pfn stops there
     h2 = m.alloc_handles(1)

@@ -1604,7 +1604,10 @@ def take_block_off_buddy(s: State, pfn: int, order: int) -> bool:
     free buddy block that contains it (stopping at an allocated block head, as the kernel stops
     at page_count() > 0), take it off its free list and break it down around the block, whose
     pages leave NR_FREE_PAGES. The kernel's version takes one page (order 0) for memory failure
-    handling; the block comes back not as a free block but owned by the caller."""
+    handling; the block comes back not as a free block but owned by the caller. A block not
+    aligned to its order is refused."""
+    if pfn & ((1 << order) - 1):
+        return False
     z = int(s.zoneid[pfn])
     for o in range(order, MAX_ORDER):
         head = pfn & ~((1 << o) - 1)
