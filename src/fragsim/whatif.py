@@ -513,8 +513,6 @@ class ZoneVariant:
 
     movable: str
     nr_free_after: tuple[int, ...]
-    pgmigrate_success: int
-    pgmigrate_fail: int
     obstacles: tuple[BlockObstacles, ...]
     """Obstacle analysis of the after state (pageblock order, then order 3)."""
 
@@ -538,6 +536,8 @@ class WhatifReport:
     pageblock_order: int
     blocks_placed: int
     variants: tuple[str, ...]
+    migrated: tuple[tuple[int, int], ...]
+    """Per variant: (pgmigrate_success, pgmigrate_fail) of the compact_memory, all zones."""
     zones: tuple[ZoneWhatif, ...]
     notes: tuple[str, ...]
 
@@ -594,7 +594,7 @@ def whatif(
             continue
         a, b = z.start_pfn, z.start_pfn + z.spanned
         vs = []
-        for mv, ld, _placed, after, dvm, kinds_after, mk in results:
+        for mv, ld, _placed, after, _dvm, kinds_after, mk in results:
             zid = ld.machine.zone_id(z.node, z.zone)
             obs = tuple(
                 block_obstacles(kinds_after, a, b, o, frozenset(mk), nonlru_movable=bool(mv))
@@ -604,8 +604,6 @@ def whatif(
                 ZoneVariant(
                     movable=_kinds_label(mv),
                     nr_free_after=tuple(int(x) for x in after[zid]),
-                    pgmigrate_success=int(dvm[I.VM_PGMIGRATE_SUCCESS]),
-                    pgmigrate_fail=int(dvm[I.VM_PGMIGRATE_FAIL]),
                     obstacles=obs,
                 )
             )
@@ -626,6 +624,10 @@ def whatif(
         pageblock_order=pbo,
         blocks_placed=results[0][1].blocks_placed,
         variants=tuple(_kinds_label(mv) for mv in variants),
+        migrated=tuple(
+            (int(res[4][I.VM_PGMIGRATE_SUCCESS]), int(res[4][I.VM_PGMIGRATE_FAIL]))
+            for res in results
+        ),
         zones=tuple(zones),
         notes=tuple(notes),
     )
@@ -643,6 +645,11 @@ def format_whatif(r: WhatifReport) -> str:
         f"{r.blocks_placed} allocated blocks placed at their pfns; compact_memory, then the "
         "per-cpu lists drained; movable kinds: " + " | ".join(r.variants),
     ]
+    for label, (ok, failed) in zip(r.variants, r.migrated, strict=True):
+        out.append(
+            f"movable {label}: compact_memory migrated {ok} pages, {failed} failed "
+            "(pgmigrate_success, pgmigrate_fail)"
+        )
     out += [f"note: {n}" for n in r.notes]
     for z in r.zones:
         out.append("")
@@ -664,10 +671,7 @@ def format_whatif(r: WhatifReport) -> str:
                 line += f" {_blocks_at_least(v.nr_free_after, o):>{w}}"
             out.append(line)
         for v in z.variants:
-            out.append(
-                f"-- after compact_memory, movable {v.movable}: pgmigrate_success "
-                f"{v.pgmigrate_success}, pgmigrate_fail {v.pgmigrate_fail}"
-            )
+            out.append(f"-- after compact_memory, movable {v.movable}: what holds aligned blocks")
             for bo in v.obstacles:
                 what = "pageblocks" if bo.order == r.pageblock_order else f"order-{bo.order} blocks"
                 out.append(
