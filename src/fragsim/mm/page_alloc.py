@@ -1707,7 +1707,7 @@ def pcp_block_unlink(s: State, pfn: int) -> None:
 
 
 @njit(inline="always")
-def release_range(s: State, pfn: int, order: int, handles: Any, stats: Any) -> int:
+def release_range(s: State, pfn: int, order: int, handles: Any) -> int:
     """Make [pfn, pfn + 2^order) hold no allocated block and no pcp block: the model's
     allocated blocks there are released (free_pages_prepare, the owner's handle cleared) and
     pcp blocks unlinked, without going to the free lists. Returns the pages found free in the
@@ -1767,7 +1767,7 @@ def pinned_take(s: State, pfn: int, order: int, handles: Any, stats: Any) -> boo
         stats[PS_ALLOC_BUDDY] += 1
         return True
     stats[PS_ALLOC_NOT_FREE] += 1
-    r = release_range(s, pfn, order, handles, stats)
+    r = release_range(s, pfn, order, handles)
     if r < 0:
         stats[PS_ORDER_MISMATCH] += 1
         return False
@@ -1841,7 +1841,7 @@ def replay_pinned(st: State, ev: Any, handles: Any, stats: Any) -> None:
                 continue
             if op == PINNED_DRAIN:
                 stats[PS_DRAIN_NOT_PCP] += 1
-            r = release_range(s, pfn, order, handles, stats)
+            r = release_range(s, pfn, order, handles)
             if r < 0:
                 stats[PS_FREE_RESERVED if (f & PG_reserved) else PS_ORDER_MISMATCH] += 1
                 continue
