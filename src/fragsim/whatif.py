@@ -7,7 +7,8 @@ Loading (:func:`load_machine`), from a snapshot directory with ``zoneinfo`` and 
 1. The machine's layout comes from zoneinfo (nodes, zone types in the kernel's order, each
    populated zone's ``start_pfn`` and ``spanned``), with kpageflags' ``NOPAGE`` runs as holes
    and its ``RESERVED`` runs as memblock-reserved ranges; ``pageblock_order`` from pagetypeinfo
-   (else 9), the number of CPUs from zoneinfo's pagesets, ``min_free_kbytes`` from
+   (else 9), the number of CPUs from zoneinfo's pagesets, ``min_free_kbytes``,
+   ``compact_unevictable_allowed``, ``extfrag_threshold`` and ``compaction_proactiveness`` from
    ``vm_sysctl`` when captured. It boots as any profile does (everything else free).
 2. Every other pfn is classified as ``fragsim inspect`` does it (:func:`fragsim.parsers.classify`)
    and each allocated page is placed at its pfn with :func:`fragsim.mm.page_alloc.place_blocks`
@@ -369,6 +370,10 @@ def load_machine(
     flags, zoneinfo = _require(snap, "loading a snapshot")
     prof = profile_from_snapshot(snap)
     m = Machine(prof, debug=False)
+    for name in ("compact_unevictable_allowed", "extfrag_threshold", "compaction_proactiveness"):
+        raw = snap.vm_sysctl.get(name)
+        if raw is not None and raw.split() and raw.split()[0].lstrip("-").isdigit():
+            m.sysctl(name, int(raw.split()[0]))  # the snapshot's vm tunables
     st = m.state
     kinds = classify(flags, snap.kpagecount)
     n = min(kinds.size, m.max_pfn)
