@@ -20,6 +20,7 @@ REAL = Path(__file__).parent / "fixtures" / "real"
 TRACED = REAL / "oracle-6.1-traced"
 S07_TRACE = REAL / "traces" / "s07_thp_faulted.trace.txt.gz"
 S05_TRACE = TRACED / "s05_balloon_compacted.trace.txt.gz"
+DMA, DMA32 = "Node 0, zone DMA", "Node 0, zone DMA32"
 
 
 def _pages(nr_free: tuple[int, ...]) -> int:
@@ -55,7 +56,7 @@ def test_pinned_reproduces_the_kernels_free_pages() -> None:
     )
     assert r.pinned is not None and r.kernel is not None and r.decide is not None
     # DMA: the kernel's buddyinfo exactly
-    assert r.pinned.nr_free["DMA"] == r.kernel.nr_free["DMA"]
+    assert r.pinned.nr_free[DMA] == r.kernel.nr_free[DMA]
     # DMA32: every page free in the kernel is free in the pinned state; 121 more are free here:
     # pages allocated while recording was paused between the s06 snapshot and the trace's
     # resume (README of the data set: 0.3-5 s gaps), and the 3 pages compaction's free scanner
@@ -65,8 +66,8 @@ def test_pinned_reproduces_the_kernels_free_pages() -> None:
     n = min(a.size, b.size)
     assert int((~a[:n] & b[:n]).sum()) == 0
     extra = int((a[:n] & ~b[:n]).sum())
-    assert extra == _pages(r.pinned.nr_free["DMA32"]) - _pages(r.kernel.nr_free["DMA32"]) == 121
-    assert free_distance(r.pinned.nr_free["DMA32"], r.kernel.nr_free["DMA32"]) < 0.01
+    assert extra == _pages(r.pinned.nr_free[DMA32]) - _pages(r.kernel.nr_free[DMA32]) == 121
+    assert free_distance(r.pinned.nr_free[DMA32], r.kernel.nr_free[DMA32]) < 0.01
     # the pcp blocks of the start were found from the trace: almost every drain hit a pcp block
     assert r.pinned_stats["pcp_at_start"] > 12000
     assert r.pinned_stats["drain_not_pcp"] < 0.01 * 12572
@@ -101,7 +102,10 @@ def test_npz_trace_decide_only(tmp_path: Path) -> None:
     r = replay(p, mode="decide", profile="flat:8192")
     assert r.decide is not None
     # 2 order-1 blocks held: 8192 - 4 pages free (on the buddy and pcp lists)
-    assert _pages(r.decide.nr_free["Normal"]) + r.decide.pcp_pages["Normal"] == 8192 - 4
+    assert (
+        _pages(r.decide.nr_free["Node 0, zone Normal"]) + r.decide.pcp_pages["Node 0, zone Normal"]
+        == 8192 - 4
+    )
 
 
 def test_cli_replay_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -68,9 +68,9 @@ I64 = npt.NDArray[np.int64]
 @dataclass
 class TraceStream:
     """The requests of one trace. ``pinned``: rows for replay_pinned (None for a .npz);
-    ``decide``: event rows (fragsim.mm.internal EV_*) of the allocations and frees, with
-    ``free_pfn`` the kernel's pfn and order of each free (-1 for allocations) and ``compact_at``
-    the row indices before which compact_memory runs."""
+    ``decide``: event rows (fragsim.mm.internal EV_*) of the allocations and frees (a free's
+    order is in its row), with ``free_pfn`` the kernel's pfn of each free (-1 for allocations)
+    and ``compact_at`` the row indices before which compact_memory runs."""
 
     path: str
     pinned: I64 | None
@@ -229,8 +229,8 @@ def read_stream(path: str | os.PathLike[str]) -> TraceStream:
 
 @dataclass
 class FinalState:
-    """One machine's final state, per zone id: free blocks per order (buddy lists), pcp pages,
-    pageblocks per migratetype."""
+    """One machine's final state, per zone (``Node N, zone NAME``): free blocks per order (buddy
+    lists), pages on pcp lists, pageblocks per migratetype; and which pfns are free."""
 
     nr_free: dict[str, tuple[int, ...]]
     pcp_pages: dict[str, int]
@@ -246,7 +246,7 @@ def _final(m: Any) -> FinalState:
     nr_free, pcp, blocks = {}, {}, {}
     pbo = m.pageblock_order
     for z in m.populated_zones():
-        name = m.zone_name(z)
+        name = f"Node {int(st.zs[z, I.ZF_NODE])}, zone {m.zone_name(z)}"
         nr_free[name] = tuple(int(x) for x in st.nr_free[z])
         pcp[name] = int(st.pcp[z, :, I.PCP_COUNT].sum())
         a, b = int(st.zs[z, I.ZF_START]), int(st.zs[z, I.ZF_END])
@@ -436,13 +436,13 @@ def _kernel_final(snap: Any) -> FinalState:
     pagetypeinfo's block counts, kpageflags' free pages."""
     from fragsim.parsers import PageKind, classify
 
-    nr_free = {r.zone: tuple(r.nr_free) for r in snap.buddyinfo}
-    pcp = {z.zone: z.pcp_count for z in snap.zoneinfo or [] if z.populated}
+    nr_free = {f"Node {r.node}, zone {r.zone}": tuple(r.nr_free) for r in snap.buddyinfo}
+    pcp = {f"Node {z.node}, zone {z.zone}": z.pcp_count for z in snap.zoneinfo or [] if z.populated}
     blocks = {}
     if snap.pagetypeinfo is not None:
         blocks = {
-            zone: {k: v for k, v in d.items() if v}
-            for (_, zone), d in snap.pagetypeinfo.blocks.items()
+            f"Node {node}, zone {zone}": {k: v for k, v in d.items() if v}
+            for (node, zone), d in snap.pagetypeinfo.blocks.items()
         }
     free = None
     if snap.kpageflags is not None:
@@ -537,7 +537,7 @@ def format_replay(r: ReplayResult) -> str:
     zones = list(states[0][1].nr_free)
     for zone in zones:
         out.append("")
-        out.append(f"== zone {zone}: free blocks per order (buddy lists)")
+        out.append(f"== {zone}: free blocks per order (buddy lists)")
         out.append(f"{'order':>5}" + "".join(f" {n:>9}" for n, _ in states))
         for o in range(MAX_ORDER):
             out.append(
