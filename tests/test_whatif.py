@@ -49,6 +49,11 @@ def test_parse_kinds() -> None:
         PageKind.PGTABLE,
         PageKind.OTHER_KERNEL,
     }
+    assert parse_kinds("balloon/offline, page tables, unknown kernel") == {
+        PageKind.OFFLINE,
+        PageKind.PGTABLE,
+        PageKind.OTHER_KERNEL,
+    }
     assert parse_kinds("lru_anon,lru_file") == frozenset()  # movable anyway
     with pytest.raises(FragsimError, match="unknown page kind 'gpu'"):
         parse_kinds("slab,gpu")

@@ -120,6 +120,10 @@ KIND_ALIASES.update(
     {
         "balloon": PageKind.OFFLINE,
         "offline/balloon": PageKind.OFFLINE,
+        "balloon/offline": PageKind.OFFLINE,
+        "page tables": PageKind.PGTABLE,
+        "other kernel": PageKind.OTHER_KERNEL,
+        "unknown kernel": PageKind.OTHER_KERNEL,
         "pagetable": PageKind.PGTABLE,
         "page-table": PageKind.PGTABLE,
         "kernel": PageKind.OTHER_KERNEL,
