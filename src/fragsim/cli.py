@@ -328,6 +328,11 @@ def main(argv: list[str] | None = None) -> int:
     from fragsim.viz.runreport import add_report_parser
 
     add_report_parser(sub)
+    from fragsim.trace_replay import add_replay_parser
+    from fragsim.whatif import add_whatif_parser
+
+    add_whatif_parser(sub)
+    add_replay_parser(sub)
     args = p.parse_args(argv)
     try:
         return int(args.func(args))
