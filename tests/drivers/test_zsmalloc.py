@@ -4,6 +4,8 @@ block compaction, movable ones move with their objects)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -22,6 +24,7 @@ from fragsim.drivers.zsmalloc import (
 )
 from fragsim.errors import AllocatorError, ConfigError
 from fragsim.mm import migrate as mg
+from fragsim.mm import vmstat
 from fragsim.mm.gfp import __GFP_HIGHMEM, __GFP_MOVABLE, GFP_NOIO
 from fragsim.mm.machine import Machine
 from fragsim.mm.mmzone import MIGRATE_MOVABLE, MIGRATE_UNMOVABLE
@@ -313,3 +316,47 @@ def test_random_sequences_keep_every_object(ops: list[tuple[str, object]]) -> No
         assert {int(h) for h in pool.live_handles()} == set(live)
         assert all(pool.zs_read(h) == s for h, s in live.items())
         assert m.zone_stat[m.zone_id(0, "Normal")]["nr_zspages"] == pool.pages_allocated
+
+
+def test_zspages_allocated_ahead_are_the_ones_one_at_a_time_would_get() -> None:
+    """prefill: a batch's zspages allocated ahead in one batch of pages end with the same pages,
+    objects and free lists as zs_malloc one object at a time; and nothing is allocated ahead
+    when an allocation could fail (order0_headroom)."""
+    rng = np.random.default_rng(5)
+    sizes = rng.choice([100, 700, 1200, 2000, 3000, 4096], size=600)
+    pools = []
+    for batch in (True, False):
+        m = machine()
+        pool = ZsPool(m)
+        calls: list[int] = []
+
+        def counted(
+            n: int, *a: Any, calls: list[int] = calls, alloc: Any = pool.alloc_pages, **k: Any
+        ) -> Any:
+            calls.append(n)
+            return alloc(n, *a, **k)
+
+        pool.alloc_pages = counted  # type: ignore[method-assign]
+        if batch:
+            hs = pool.zs_malloc_batch(sizes, GFP)
+            assert len(calls) == 1 and calls[0] == pool.pages_allocated  # one batch of pages
+            assert pool._supply.size == 0  # every zspage allocated ahead was taken
+        else:
+            hs = np.array([pool.zs_malloc(int(s), GFP) for s in sizes])
+        pool.check()
+        pools.append((m, pool, hs))
+    (ma, pa, ha), (mb, pb, hb) = pools
+    assert vmstat.buddyinfo(ma) == vmstat.buddyinfo(mb)
+    assert pa.classes_show() == pb.classes_show()
+    assert [pa.zs_obj_location(int(h)) for h in ha] == [pb.zs_obj_location(int(h)) for h in hb]
+    # almost no room left: the batch goes one zspage at a time (nothing allocated ahead)
+    m = machine()
+    pool = ZsPool(m)
+    hog = m.alloc_pages(GFP, 0)
+    held = []
+    while m.order0_headroom() > 100:
+        held.append(m.alloc_pages(GFP, 0))
+    before = m.state.nr_free.sum()
+    pool.prefill(pool.class_indexes(np.full(200, 4096, np.int64)), GFP)
+    assert pool._supply.size == 0 and m.state.nr_free.sum() == before
+    assert hog >= 0 and all(p >= 0 for p in held)

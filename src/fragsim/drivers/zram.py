@@ -218,10 +218,15 @@ class Zram(MemoryUser):
         handles = np.full(nz.size, -1, np.int64)
         pool = self.mem_pool
         cidx = pool.class_indexes(lens)
+        if not self.limit_pages:  # (the limit is checked per new zspage: one at a time)
+            pool.prefill(cidx, ZRAM_GFP_FAST)
         i = 0
         while (i := pool.zs_malloc_run(lens, handles, i, self.limit_pages, cidx)) < nz.size:
             handles[i] = self._store_object(int(lens[i]))
             i += 1
+        pool.finish_prefill()
+        if pool.zs_get_total_pages() > self.max_used_pages:
+            self.update_used_max(pool.zs_get_total_pages())
         stored = handles >= 0
         ok[nz[~stored]] = False
         s_same = slots[same]

@@ -159,7 +159,7 @@ H_Z, H_IDX, H_SIZE = 0, 1, 2
 # class table columns (rows by class index; only a real class's row is used)
 C_SIZE, C_PAGES, C_OBJS, C_STATS = 0, 1, 2, 3
 # scalars
-SC_HTOP, SC_NOBJ, SC_PAGES, SC_NZ, SC_NSLOTS, SC_LIMIT, SC_EMPTIED = range(7)
+SC_HTOP, SC_NOBJ, SC_PAGES, SC_NZ, SC_NSLOTS, SC_LIMIT, SC_EMPTIED, SC_SUPPLY = range(8)
 
 
 @njit(inline="always")
@@ -265,21 +265,35 @@ def _obj_free(zs: Any, ob: Any, hd: Any, h: int) -> int:
 @njit
 def _zs_malloc_run(
     cl: Any, zs: Any, ob: Any, hd: Any, hfree: Any, sc: Any, cidx: Any, sizes: Any, out: Any,
-    start: int,
+    start: int, supply: Any,
 ) -> int:  # fmt: skip
-    """zs_malloc() for objects start.. in turn while each finds a zspage with a free object (no
-    page allocation) and a free handle, and (zram's mem_limit, SC_LIMIT > 0) the pool is not
-    over its limit; returns the first object it did not store."""
+    """zs_malloc() for objects start.. in turn while each finds a zspage with a free object, or
+    the next zspage of ``supply`` (set up ahead, its pages allocated: alloc_zspage) is of its
+    class, and a free handle, and (zram's mem_limit, SC_LIMIT > 0) the pool is not over its
+    limit; returns the first object it did not store."""
     for i in range(start, cidx.shape[0]):
         c = cidx[i]
         z = _find_get_zspage(zs, c)
-        if z < 0 or sc[SC_HTOP] == 0 or (sc[SC_LIMIT] > 0 and sc[SC_PAGES] > sc[SC_LIMIT]):
+        if sc[SC_HTOP] == 0 or (sc[SC_LIMIT] > 0 and sc[SC_PAGES] > sc[SC_LIMIT]):
             return i
+        new = False
+        if z < 0:
+            p = sc[SC_SUPPLY]
+            if p >= supply.shape[0] or zs[supply[p], Z_CLS] != c:
+                return i
+            z = supply[p]
+            sc[SC_SUPPLY] = p + 1
+            new = True
         sc[SC_HTOP] -= 1
         h = hfree[sc[SC_HTOP]]
         hd[h, H_SIZE] = sizes[i]
         _obj_malloc(zs, ob, hd, z, h)
-        _fix_fullness_group(cl, zs, z)
+        if new:  # zs_malloc's new-zspage path: insert_zspage at its group, the counts
+            _putback_zspage(cl, zs, z)
+            sc[SC_PAGES] += cl[c, C_PAGES]
+            cl[c, C_STATS + OBJ_ALLOCATED] += cl[c, C_OBJS]
+        else:
+            _fix_fullness_group(cl, zs, z)
         cl[c, C_STATS + OBJ_USED] += 1
         sc[SC_NOBJ] += 1
         out[i] = h
@@ -572,7 +586,8 @@ class ZsPool(MovableDriver):
         self._hd = np.zeros((64, 3), np.int64)
         self._hd[:, :2] = -1
         self._hfree = np.arange(63, -1, -1, dtype=np.int64)
-        self._sc = np.zeros(7, np.int64)
+        self._sc = np.zeros(8, np.int64)
+        self._supply = np.zeros(0, np.int64)
         self._sc[SC_HTOP] = 64
         self._sc[SC_NZ] = _NS
         #: class index of each size class index (the merged classes' real one)
@@ -747,13 +762,16 @@ class ZsPool(MovableDriver):
 
     # ------------------------------------------------------------------ objects
     def _grow_handles(self) -> None:
-        """More handles (the stack was empty): the new ones come out lowest first."""
+        """Twice the handles: the new ones go under the free ones, lowest on top."""
         n = self._hd.shape[0]
+        top = int(self._sc[SC_HTOP])
         add = np.zeros((n, 3), np.int64)
         add[:, :2] = -1
         self._hd = np.concatenate([self._hd, add])
-        self._hfree = np.concatenate([np.arange(2 * n - 1, n - 1, -1), np.zeros(n, np.int64)])
-        self._sc[SC_HTOP] = n
+        self._hfree = np.concatenate(
+            [np.arange(2 * n - 1, n - 1, -1), self._hfree[:top], np.zeros(n - top, np.int64)]
+        )  # the free handles stay on top
+        self._sc[SC_HTOP] = n + top
 
     def _location(self, z: int, obj_idx: int) -> tuple[int, int]:
         """(pfn of the page the object starts on, its offset in that page)."""
@@ -822,8 +840,75 @@ class ZsPool(MovableDriver):
             _zs_malloc_run(
                 self._cl, self._zs, self._ob, self._hd, self._hfree, self._sc,
                 self.class_indexes(sizes) if cidx is None else cidx, sizes, out, start,
+                self._supply,
             )
         )  # fmt: skip
+
+    def prefill(self, cidx: npt.NDArray[np.int64], gfp: int) -> None:
+        """Allocate ahead, in one batch, the zspages that zs_malloc of objects of classes
+        ``cidx`` (in that order) will create, and set them up (alloc_zspage, 6.1): the same
+        page allocations in the same order as one zspage at a time, since nothing else
+        allocates between them. Only when no allocation can fail
+        (``Machine.order0_headroom``): a failure would be answered per zspage (zram's retry
+        with another gfp), which a batch cannot do. ``zs_malloc_run`` then takes them in
+        order (and ``finish_prefill`` marks their pages movable)."""
+        free = self._cl[:, C_STATS + OBJ_ALLOCATED] - self._cl[:, C_STATS + OBJ_USED]
+        objs = self._cl[:, C_OBJS]
+        need: list[int] = []
+        for c in cidx.tolist():
+            if free[c] == 0:
+                need.append(c)
+                free[c] += objs[c]
+            free[c] -= 1
+        if not need:
+            return
+        pages = self._cl[need, C_PAGES]
+        total = int(pages.sum())
+        if self.machine.order0_headroom() < total + 64:
+            return
+        while int(self._sc[SC_HTOP]) < cidx.size:
+            self._grow_handles()
+        hs = self.alloc_pages(total, gfp, 0)
+        if (hs < 0).any():  # cannot happen with that headroom; give them back, go one by one
+            self.free_pages(hs[hs >= 0])
+            return
+        pfns = self.pfns(hs)
+        m = self.machine
+        zones = m.state.zoneid[pfns].astype(np.int64)
+        for zone, n in enumerate(np.bincount(zones)):
+            if n:
+                m.mod_zone_page_state(zone, "nr_zspages", int(n))
+        starts = np.concatenate([[0], np.cumsum(pages)[:-1]])
+        m.state.flags[pfns[starts]] |= PG_private
+        supply = np.empty(len(need), np.int64)
+        for k, (c, at, n) in enumerate(zip(need, starts.tolist(), pages.tolist(), strict=True)):
+            z = self._new_zspage(self.size_class[c])
+            chain = hs[at : at + n]
+            self._zs[z, Z_PAGE : Z_PAGE + n] = chain
+            for j, h in enumerate(chain.tolist()):
+                self._subpage[h] = (z, j)
+            supply[k] = z
+        self._supply = supply
+        self._sc[SC_SUPPLY] = 0
+
+    def finish_prefill(self) -> None:
+        """After the objects of a ``prefill``: every zspage taken, SetZsPageMovable on their
+        pages. A zspage not taken is a bug of the prediction."""
+        if not self._supply.size:
+            return
+        if int(self._sc[SC_SUPPLY]) != self._supply.size:
+            raise InvariantError(
+                f"zsmalloc {self.pool_name}: {self._supply.size - int(self._sc[SC_SUPPLY])} "
+                "zspages allocated ahead were not used"
+            )
+        if self.movable:
+            chains = [
+                self._zs[z, Z_PAGE : Z_PAGE + int(self._cl[self._zs[z, Z_CLS], C_PAGES])]
+                for z in self._supply.tolist()
+            ]
+            SetPagesMovable(self.machine, self.pfns(np.concatenate(chains)), self)
+        self._supply = np.zeros(0, np.int64)
+        self._sc[SC_SUPPLY] = 0
 
     def zs_malloc(self, size: int, gfp: int) -> int:
         """zs_malloc() (6.1): a handle for an object of ``size`` bytes (1..PAGE_SIZE), -1 if a
@@ -838,10 +923,12 @@ class ZsPool(MovableDriver):
         self._check_sizes(s)
         out = np.full(s.size, -1, np.int64)
         cidx = self.class_indexes(s)
+        self.prefill(cidx, gfp)
         i = 0
         while (i := self.zs_malloc_run(s, out, i, 0, cidx)) < s.size:
             out[i] = self._malloc_slow(int(cidx[i]), int(s[i]), gfp)
             i += 1
+        self.finish_prefill()
         return out
 
     def _check_handles(self, h: npt.NDArray[np.int64]) -> None:

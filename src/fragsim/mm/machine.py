@@ -952,6 +952,26 @@ class Machine:
             raise ConfigError(f"mod_zone_page_state: {name!r} is not a zone_stat_item kept here")
         self.zone_stat[z][name] += delta
 
+    def order0_headroom(self) -> int:
+        """Order-0 pages a batch can take without any allocation failing, in the current
+        context: the most any zone has above its high watermark plus boost plus its largest
+        lowmem reserve (a zone that passes zone_watermark_ok at the high mark for every request
+        of the batch), or, under PF_MEMALLOC (reclaim's own allocations: ALLOC_NO_WATERMARKS),
+        above nothing; never counting the highatomic reserve and free CMA pages. A driver that
+        allocates ahead in one batch what it would allocate one by one checks this first."""
+        st = self.state
+        best = 0
+        for z in self.populated_zones():
+            row = st.zs[z]
+            usable = int(row[I.ZF_NR_FREE_PAGES] - row[I.ZF_NR_RESERVED_HIGHATOMIC])
+            usable -= int(row[I.ZF_NR_FREE_CMA])
+            mark = 0
+            if not self.pf_memalloc:
+                mark = int(row[I.ZF_WMARK_HIGH] + row[I.ZF_BOOST])
+                mark += int(row[I.ZF_LOWMEM_RESERVE : I.ZF_LOWMEM_RESERVE + I.MAX_NR_ZONES].max())
+            best = max(best, usable - mark)
+        return best
+
     def present_pages(self) -> int:
         """The pages of RAM every zone has (present_pages: the machine's memory size)."""
         return int(self.state.zs[:, I.ZF_PRESENT].sum())
