@@ -169,10 +169,13 @@ from fragsim.mm.page import (
     PG_movable,
     PG_pcp,
     PG_reclaim,
+    PG_referenced,
     PG_reserved,
     PG_swapbacked,
     PG_tail,
     PG_unevictable,
+    PG_writeback,
+    PG_young,
 )
 
 # fallbacks[] (mm/page_alloc.c, 6.1): two fallback types per pcp type, MIGRATE_TYPES ends a row.
@@ -359,6 +362,65 @@ def move_folios_to_lru(s: State, pfns: Any, n: int, cpu: int) -> int:
         lruvec_add_folio(s, page, False)
         moved += 1 << s.order[page]
     return moved
+
+
+#: shrink_folio_list_decide's answers: back on the list as they are, activated, freed (a clean
+#: file page), or an anonymous page to swap out (the caller asks the swap device)
+FOLIO_KEEP, FOLIO_ACTIVATE, FOLIO_FREE, FOLIO_SWAP = 0, 1, 2, 3
+
+
+@njit
+def shrink_folio_list_decide(
+    s: State, handles: Any, pfns: Any, n: int, flags_out: Any, action: Any
+) -> int:
+    """The decisions of shrink_folio_list() (6.1) for isolated pages, one each in ``action``
+    and the page's new flags in ``flags_out`` (the caller writes them back); returns the dirty
+    file pages left to the flusher (nr_vmscan_immediate_reclaim).
+
+    * under writeback: PG_reclaim, activated;
+    * folio_check_references(): the young bit is cleared (and PG_referenced); a young
+      swap-backed page, or a young page seen before (PG_referenced), is activated; another
+      young page is kept and marked referenced;
+    * a page with references beyond its mapping and the isolation (pinned): try_to_unmap
+      fails for anon (activated), __remove_mapping for file (kept);
+    * a page allocated under no handle of the machine (no owner reclaim could tell) is kept;
+    * a dirty file page is left to the flusher: PG_reclaim, activated;
+    * an anonymous page goes to swap (FOLIO_SWAP), a clean file page is freed."""
+    ndirty = 0
+    nh = handles.shape[0]
+    for i in range(n):
+        page = int(pfns[i])
+        f = int(s.flags[page])
+        young = f & PG_young
+        referenced = f & PG_referenced
+        swapbacked = f & PG_swapbacked
+        f &= ~(PG_young | PG_referenced)
+        act = FOLIO_KEEP
+        if f & PG_writeback:
+            f |= PG_reclaim
+            act = FOLIO_ACTIVATE
+        elif young:
+            if swapbacked or referenced:
+                act = FOLIO_ACTIVATE
+            else:
+                f |= PG_referenced
+        elif s.refcount[page] > 2:
+            act = FOLIO_ACTIVATE if swapbacked else FOLIO_KEEP
+        else:
+            o = int(s.owner[page])
+            if o < 0 or o >= nh or handles[o] != page:
+                act = FOLIO_KEEP
+            elif swapbacked:
+                act = FOLIO_SWAP
+            elif f & PG_dirty:
+                f |= PG_reclaim
+                act = FOLIO_ACTIVATE
+                ndirty += 1
+            else:
+                act = FOLIO_FREE
+        flags_out[i] = f
+        action[i] = act
+    return ndirty
 
 
 @njit

@@ -46,8 +46,6 @@ from fragsim.mm.page import (
     PG_active,
     PG_anon,
     PG_dirty,
-    PG_reclaim,
-    PG_referenced,
     PG_swapbacked,
     PG_workingset,
     PG_writeback,
@@ -227,42 +225,14 @@ def shrink_inactive_list(m: Machine, nid: int, nr_to_scan: int, sc: ScanControl,
     m.count_vm_event("pgscan_file" if file else "pgscan_anon", n)
     if not n:
         return 0
-    f = st.flags[pfns].astype(np.int64)
-    activate = np.zeros(n, bool)
-    wb = (f & PG_writeback) != 0
-    f[wb] |= PG_reclaim
-    activate |= wb
-    # folio_check_references()
-    young = (f & PG_young) != 0
-    refd = (f & PG_referenced) != 0
-    swapbacked = (f & PG_swapbacked) != 0
-    f &= ~(PG_young | PG_referenced)
-    live = ~wb
-    act_ref = live & young & (swapbacked | refd)
-    keep = live & young & ~act_ref
-    f[keep] |= PG_referenced
-    activate |= act_ref
-    cand = live & ~young
-    # mapped pages with references beyond the mapping and the isolation: try_to_unmap or
-    # __remove_mapping fails
-    pinned = cand & (st.refcount[pfns] > 2)
-    activate |= pinned & swapbacked
-    keep |= pinned & ~swapbacked
-    cand &= ~pinned
-    # a page allocated under no handle of the machine's table has no owner to tell: kept
-    owner = st.owner[pfns].astype(np.int64)
-    ok = (owner >= 0) & (owner < m.handles.shape[0])
-    ok[ok] = m.handles[owner[ok]] == pfns[ok]
-    keep |= cand & ~ok
-    cand &= ok
-    dirty_file = cand & ~swapbacked & ((f & PG_dirty) != 0)
-    f[dirty_file] |= PG_reclaim  # left to the flusher: reclaim it when written
-    activate |= dirty_file
-    if dirty_file.any():
-        m.mod_node_page_state(nid, "nr_vmscan_immediate_reclaim", int(dirty_file.sum()))
-    cand &= ~dirty_file
-    anon = cand & swapbacked
-    evict = cand & ~swapbacked
+    f = np.empty(n, np.int64)
+    action = np.empty(n, np.int64)
+    ndirty = pa.shrink_folio_list_decide(st, m.handles, pfns, n, f, action)
+    if ndirty:
+        m.mod_node_page_state(nid, "nr_vmscan_immediate_reclaim", int(ndirty))
+    activate = action == pa.FOLIO_ACTIVATE
+    anon = action == pa.FOLIO_SWAP
+    evict = action == pa.FOLIO_FREE
     nr_pageout = 0
     if anon.any():
         idx = np.flatnonzero(anon)
