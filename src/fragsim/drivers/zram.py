@@ -208,9 +208,10 @@ class Zram(MemoryUser):
         comp: npt.NDArray[np.int64],
     ) -> npt.NDArray[np.bool_]:
         """__zram_bvec_write() (6.1) of pages into ``slots``, in order: same-filled pages take
-        no object; the others are stored by the pool a batch at a time (an object that finds
-        room in a zspage needs no page and cannot meet the retry or the limit) and one by one
-        where a zspage must be allocated (``_store_object``). Returns which writes worked."""
+        no object; the others are stored by the pool a batch at a time, the zspages they need
+        allocated ahead when no allocation can fail (``ZsPool.prefill``; without a mem_limit,
+        which is checked per new zspage), else one by one with the retry and the limit
+        (``_store_object``). Returns which writes worked."""
         ok = np.ones(slots.size, bool)
         nz = np.flatnonzero(~same)
         lens = comp[nz].astype(np.int64)
